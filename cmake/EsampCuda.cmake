@@ -1,0 +1,13 @@
+# The optional CUDA backend (esamp::cuda): built when nvcc is found, unless ESAMP_CUDA=OFF.
+set(ESAMP_HAVE_CUDA OFF)
+if(NOT ESAMP_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(ESAMP_HAVE_CUDA ON)
+  elseif(ESAMP_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "ESAMP_CUDA=ON but no CUDA compiler was found")
+  else()
+    message(STATUS "esamp: no CUDA compiler found; building the CPU library only")
+  endif()
+endif()

@@ -1,0 +1,116 @@
+// Configuration of a LatentDistiller bank and of an ExploratorySampler, validated at construction.
+// The method and the meaning of every field: DESIGN.md §1 and §2.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+#include "esamp/error.hpp"
+
+namespace esamp {
+
+// Where in a decoder layer a hidden state is tapped.
+enum class Site : std::uint8_t {
+  layer_input,         // the residual stream entering the layer
+  layer_input_normed,  // after the layer's input norm (llama.cpp attn_norm, HF input_layernorm)
+  layer_output,        // the residual stream leaving the layer
+};
+enum class MixMode : std::uint8_t { latent, candidates };
+enum class Sharing : std::uint8_t { per_group, global };
+enum class Optimizer : std::uint8_t { adamw, sgd };
+
+constexpr std::string_view name(Site s) {
+  switch (s) {
+    case Site::layer_input: return "layer_input";
+    case Site::layer_input_normed: return "layer_input_normed";
+    case Site::layer_output: return "layer_output";
+  }
+  return "?";
+}
+constexpr std::string_view name(MixMode m) { return m == MixMode::latent ? "latent" : "candidates"; }
+constexpr std::string_view name(Sharing s) { return s == Sharing::per_group ? "group" : "global"; }
+constexpr std::string_view name(Optimizer o) { return o == Optimizer::adamw ? "adamw" : "sgd"; }
+
+// A hidden state in the host model: `layer` counts from 0; -1 means the last layer, -2 the one before.
+struct Tap {
+  int layer = 0;
+  Site site = Site::layer_input_normed;
+};
+
+struct DistillerConfig {
+  int hidden_size = 0;
+  int rank = 128;
+  bool output_norm = true;
+  float init_std = 0.02f;
+  std::uint64_t seed = 0;
+  Optimizer optimizer = Optimizer::adamw;
+  float lr = 1e-3f;
+  float adam_beta1 = 0.9f;
+  float adam_beta2 = 0.999f;
+  float adam_eps = 1e-8f;
+  float weight_decay = 0.01f;
+  int slots = 1;
+
+  void validate() const;
+};
+
+struct ExplorationConfig {
+  float beta = 0.5f;
+  Tap source{0, Site::layer_input_normed};
+  Tap target{-1, Site::layer_input_normed};
+  MixMode mix = MixMode::latent;
+  int warmup_updates = 1;
+  Sharing sharing = Sharing::per_group;
+  int max_rows = 256;               // rows per step the workspace is sized for
+  bool background_training = false;  // CPU: end_step trains on a worker thread, joined before next use
+
+  void validate(int num_layers) const;
+};
+
+namespace detail {
+inline void check_range(std::string_view field, double value, double lo, double hi,
+                        std::string_view range) {
+  if (!(value >= lo && value <= hi)) fail("{} = {}: must be in {}", field, value, range);
+}
+}  // namespace detail
+
+inline void DistillerConfig::validate() const {
+  using detail::check_range;
+  if (hidden_size < 1) fail("DistillerConfig.hidden_size = {}: must be >= 1", hidden_size);
+  if (rank < 1 || rank > hidden_size)
+    fail("DistillerConfig.rank = {}: must be in [1, hidden_size = {}]", rank, hidden_size);
+  if (!(init_std > 0.0f && std::isfinite(init_std)))
+    fail("DistillerConfig.init_std = {}: must be finite and > 0", init_std);
+  if (!(lr > 0.0f && std::isfinite(lr))) fail("DistillerConfig.lr = {}: must be finite and > 0", lr);
+  check_range("DistillerConfig.adam_beta1", adam_beta1, 0.0, std::nextafter(1.0, 0.0), "[0, 1)");
+  check_range("DistillerConfig.adam_beta2", adam_beta2, 0.0, std::nextafter(1.0, 0.0), "[0, 1)");
+  if (!(adam_eps > 0.0f && std::isfinite(adam_eps)))
+    fail("DistillerConfig.adam_eps = {}: must be finite and > 0", adam_eps);
+  check_range("DistillerConfig.weight_decay", weight_decay, 0.0, 1.0, "[0, 1]");
+  if (slots < 1 || slots > 65536) fail("DistillerConfig.slots = {}: must be in [1, 65536]", slots);
+}
+
+inline void ExplorationConfig::validate(int num_layers) const {
+  if (num_layers < 1) fail("ExploratorySampler num_layers = {}: must be >= 1", num_layers);
+  if (!(beta >= 0.0f && std::isfinite(beta)))
+    fail("ExplorationConfig.beta = {}: must be finite and >= 0", beta);
+  const auto check_tap = [num_layers](std::string_view field, Tap tap) {
+    if (tap.layer < -num_layers || tap.layer >= num_layers)
+      fail("ExplorationConfig.{}.layer = {}: must be in [{}, {}] for a {}-layer model", field,
+           tap.layer, -num_layers, num_layers - 1, num_layers);
+  };
+  check_tap("source", source);
+  check_tap("target", target);
+  const int s = source.layer < 0 ? source.layer + num_layers : source.layer;
+  const int d = target.layer < 0 ? target.layer + num_layers : target.layer;
+  if (s > d || (s == d && static_cast<int>(source.site) >= static_cast<int>(target.site)))
+    fail("ExplorationConfig.target = (layer {}, {}): must come after the source (layer {}, {})", d,
+         name(target.site), s, name(source.site));
+  if (warmup_updates < 0 || warmup_updates > 1000000)
+    fail("ExplorationConfig.warmup_updates = {}: must be in [0, 1000000]", warmup_updates);
+  if (max_rows < 1 || max_rows > 1048576)
+    fail("ExplorationConfig.max_rows = {}: must be in [1, 1048576]", max_rows);
+}
+
+}  // namespace esamp
