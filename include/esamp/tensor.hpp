@@ -87,11 +87,11 @@ struct ConstMatrixView {
   Device device = Device::cpu;
 
   ConstMatrixView() = default;
-  ConstMatrixView(const void* data, std::int64_t rows, std::int64_t cols, std::int64_t stride,
-                  DType dtype, Device device = Device::cpu)
-      : data(data), rows(rows), cols(cols), stride(stride), dtype(dtype), device(device) {}
-  ConstMatrixView(const float* data, std::int64_t rows, std::int64_t cols)
-      : ConstMatrixView(data, rows, cols, cols, DType::f32) {}
+  ConstMatrixView(const void* ptr, std::int64_t n_rows, std::int64_t n_cols,
+                  std::int64_t row_stride, DType type, Device on = Device::cpu)
+      : data(ptr), rows(n_rows), cols(n_cols), stride(row_stride), dtype(type), device(on) {}
+  ConstMatrixView(const float* ptr, std::int64_t n_rows, std::int64_t n_cols)
+      : ConstMatrixView(ptr, n_rows, n_cols, n_cols, DType::f32) {}
 
   const std::byte* row_bytes(std::int64_t r) const {
     return static_cast<const std::byte*>(data) + r * stride * static_cast<std::int64_t>(size_of(dtype));
@@ -124,11 +124,11 @@ struct MatrixView {
   Device device = Device::cpu;
 
   MatrixView() = default;
-  MatrixView(void* data, std::int64_t rows, std::int64_t cols, std::int64_t stride, DType dtype,
-             Device device = Device::cpu)
-      : data(data), rows(rows), cols(cols), stride(stride), dtype(dtype), device(device) {}
-  MatrixView(float* data, std::int64_t rows, std::int64_t cols)
-      : MatrixView(data, rows, cols, cols, DType::f32) {}
+  MatrixView(void* ptr, std::int64_t n_rows, std::int64_t n_cols, std::int64_t row_stride,
+             DType type, Device on = Device::cpu)
+      : data(ptr), rows(n_rows), cols(n_cols), stride(row_stride), dtype(type), device(on) {}
+  MatrixView(float* ptr, std::int64_t n_rows, std::int64_t n_cols)
+      : MatrixView(ptr, n_rows, n_cols, n_cols, DType::f32) {}
 
   operator ConstMatrixView() const { return {data, rows, cols, stride, dtype, device}; }
 

@@ -1,0 +1,110 @@
+// Bounds-checked little-endian byte buffers, whole-file reads and atomic writes for esamp's files.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "esamp/error.hpp"
+#include "esamp/span.hpp"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "esamp files are little-endian; this host is not"
+#endif
+
+namespace esamp::detail {
+
+template <class T>
+T load_le(const std::uint8_t* p) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return value;
+}
+
+// FNV-1a, 64 bits: cheap and enough to catch truncation, flipped bytes and stray edits.
+inline std::uint64_t fnv1a64(Span<const std::uint8_t> bytes) {
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (const std::uint8_t b : bytes) hash = (hash ^ b) * 0x100000001b3ull;
+  return hash;
+}
+
+class ByteWriter {
+ public:
+  void bytes(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    data_.insert(data_.end(), b, b + n);
+  }
+  template <class T>
+  void value(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    bytes(&v, sizeof v);
+  }
+  void floats(const std::vector<float>& v) { bytes(v.data(), v.size() * sizeof(float)); }
+  const std::vector<std::uint8_t>& data() const { return data_; }
+
+ private:
+  std::vector<std::uint8_t> data_;
+};
+
+// Reads from a buffer; running past its end is an Error naming `source`.
+class ByteReader {
+ public:
+  ByteReader(const std::vector<std::uint8_t>& data, std::string source)
+      : data_(data), source_(std::move(source)) {}
+
+  std::size_t remaining() const { return data_.size() - pos_; }
+  void bytes(void* out, std::size_t n) {
+    if (n > remaining())
+      fail("{}: truncated: {} bytes needed at offset {}, {} left", source_, n, pos_, remaining());
+    std::memcpy(out, data_.data() + pos_, n);
+    pos_ += n;
+  }
+  template <class T>
+  T value() {
+    T v;
+    bytes(&v, sizeof v);
+    return v;
+  }
+  void floats(std::vector<float>& out) { bytes(out.data(), out.size() * sizeof(float)); }
+
+ private:
+  const std::vector<std::uint8_t>& data_;
+  std::string source_;
+  std::size_t pos_ = 0;
+};
+
+inline std::vector<std::uint8_t> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open for reading", path);
+  std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)),
+                                 std::istreambuf_iterator<char>());
+  if (in.bad()) fail("{}: read error", path);
+  return data;
+}
+
+// Writes `path + ".tmp"`, then renames it over `path`: readers never see a half-written file.
+inline void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& data) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail("{}: cannot open for writing", tmp);
+    out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      fail("{}: write failed ({} bytes)", tmp, data.size());
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail("{}: cannot rename {} over it", path, tmp);
+  }
+}
+
+}  // namespace esamp::detail
