@@ -52,6 +52,9 @@ struct ForwardState {
   }
 };
 
+// The flat per-slot arrays of a bank, in cpu::ParameterLayout order.
+enum class BankArray { parameters, first_moment, second_moment };
+
 struct TrainReport {
   float loss = 0.0f;             // mean over the updated slots of each slot's mean squared error
   int slots_updated = 0;
@@ -90,6 +93,17 @@ class LatentDistiller {
       std::fill_n(slot_ptr(v_, s), layout_.size(), 0.0f);
     }
     steps_[s] = 0;
+  }
+
+  // One slot's flat parameters or AdamW moments (empty for SGD moments), for inspection and tests.
+  Span<const float> slot_array(BankArray array, int slot) const {
+    const auto s = checked_slot(slot);
+    const std::vector<float>& data = array == BankArray::parameters    ? params_
+                                     : array == BankArray::first_moment ? m_
+                                                                        : v_;
+    if (data.empty()) return {};
+    return {data.data() + static_cast<std::int64_t>(s) * layout_.size(),
+            static_cast<std::size_t>(layout_.size())};
   }
 
   DistillerParams parameters(int slot) const {

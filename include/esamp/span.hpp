@@ -11,10 +11,11 @@ class Span {
  public:
   constexpr Span() = default;
   constexpr Span(T* data, std::size_t size) : data_(data), size_(size) {}
-  // Any contiguous container with data() and size(): std::vector, std::array, another Span.
+  // Any contiguous container with data() and size(): std::vector, std::array, another Span. A
+  // temporary binds too: the span is then valid for the full expression, e.g. one call.
   template <class Container, class = std::enable_if_t<std::is_convertible_v<
                                  decltype(std::declval<Container&>().data()), T*>>>
-  constexpr Span(Container& c) : data_(c.data()), size_(c.size()) {}  // NOLINT: implicit by design
+  constexpr Span(Container&& c) : data_(c.data()), size_(c.size()) {}  // NOLINT: implicit by design
   template <std::size_t N>
   constexpr Span(T (&array)[N]) : data_(array), size_(N) {}  // NOLINT: implicit by design
 

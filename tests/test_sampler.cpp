@@ -1,0 +1,395 @@
+#include <catch2/catch.hpp>
+
+#include <map>
+
+#include "esamp/sampler.hpp"
+#include "test_util.hpp"
+
+using namespace esamp;
+using esamp::test::bit_equal;
+using esamp::test::cview;
+using esamp::test::Mat;
+using esamp::test::random_matrix;
+using esamp::test::view;
+using Catch::Matchers::Contains;
+
+namespace {
+
+constexpr int kLayers = 4;
+constexpr int kHidden = 12;
+
+DistillerConfig distiller_config(int slots = 4) {
+  DistillerConfig c;
+  c.hidden_size = kHidden;
+  c.rank = 4;
+  c.slots = slots;
+  c.lr = 1e-2f;
+  c.seed = 5;
+  return c;
+}
+
+ExplorationConfig exploration_config(float beta = 0.5f, MixMode mix = MixMode::latent) {
+  ExplorationConfig e;
+  e.beta = beta;
+  e.mix = mix;
+  e.max_rows = 16;
+  return e;
+}
+
+// The hidden states an engine would hand over for one step.
+struct StepInputs {
+  Mat source, target, final_hidden;
+};
+
+StepInputs random_step(Eigen::Index rows, std::uint32_t seed) {
+  return {random_matrix(rows, kHidden, seed), random_matrix(rows, kHidden, seed + 1),
+          random_matrix(rows, kHidden, seed + 2)};
+}
+
+// Runs one latent-mode step the way an engine does; returns the mixed final hidden states.
+Mat run_step(ExploratorySampler& s, const std::vector<GroupId>& groups, const StepInputs& in) {
+  s.begin_step(groups);
+  for (int layer = 0; layer < kLayers; ++layer) {
+    for (const Site site : {Site::layer_input, Site::layer_input_normed, Site::layer_output}) {
+      if (!s.wants(layer, site)) continue;
+      const bool is_source = layer == 0 && site == Site::layer_input_normed;
+      s.on_hidden(layer, site, cview(is_source ? in.source : in.target));
+    }
+  }
+  Mat mixed = in.final_hidden;
+  s.mix_hidden(view(mixed));
+  s.end_step();
+  return mixed;
+}
+
+// ŷ for `rows` of `x` from a stand-alone bank holding `slot`'s parameters.
+Mat reference_prediction(ExploratorySampler& s, int slot, const Mat& x) {
+  LatentDistiller ref(distiller_config(1));
+  ref.set_parameters(0, s.distiller().parameters(slot));
+  Mat y_hat(x.rows(), x.cols());
+  ref.predict(std::vector<int>(static_cast<std::size_t>(x.rows()), 0), cview(x), view(y_hat));
+  return y_hat;
+}
+
+}  // namespace
+
+TEST_CASE("the sampler asks for exactly its two taps, resolving negative layers", "[sampler]") {
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config());
+  const GroupId g = s.open_group();
+  REQUIRE_FALSE(s.wants(0, Site::layer_input_normed));  // outside a step nothing is wanted
+  s.begin_step(std::vector<GroupId>{g});
+  REQUIRE(s.wants(0, Site::layer_input_normed));
+  REQUIRE(s.wants(3, Site::layer_input_normed));
+  REQUIRE_FALSE(s.wants(0, Site::layer_input));
+  REQUIRE_FALSE(s.wants(2, Site::layer_input_normed));
+  REQUIRE_FALSE(s.wants(3, Site::layer_output));
+}
+
+TEST_CASE("mix_hidden equals (1+β)h − βŷ with ŷ from the parameters after the previous step",
+          "[sampler][lag]") {
+  const DType dtype = GENERATE(DType::f32, DType::bf16);
+  const float beta = 0.75f;
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config(beta));
+  const GroupId a = s.open_group(), b = s.open_group();
+  const std::vector<GroupId> groups = {a, b, a, b, b};
+  for (std::uint32_t t = 0; t < 6; ++t) {
+    const StepInputs in = random_step(5, 100 + 3 * t);
+    // Parameters as they stand before step t: the prediction at step t must use exactly these.
+    const Mat expect_a = reference_prediction(s, s.slot_of(a), in.source);
+    const Mat expect_b = reference_prediction(s, s.slot_of(b), in.source);
+    std::vector<std::uint16_t> buffer(static_cast<std::size_t>(in.final_hidden.size()));
+    Mat mixed;
+    if (dtype == DType::f32) {
+      mixed = run_step(s, groups, in);
+    } else {
+      const MatrixView h(buffer.data(), 5, kHidden, kHidden, DType::bf16);
+      for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < kHidden; ++j) h.set(i, j, in.final_hidden(i, j));
+      s.begin_step(groups);
+      s.on_hidden(0, Site::layer_input_normed, cview(in.source));
+      s.on_hidden(kLayers - 1, Site::layer_input_normed, cview(in.target));
+      s.mix_hidden(h);
+      s.end_step();
+      mixed.resize(5, kHidden);
+      for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < kHidden; ++j) mixed(i, j) = h.at(i, j);
+    }
+    for (int i = 0; i < 5; ++i) {
+      const Mat& expect = groups[static_cast<std::size_t>(i)] == a ? expect_a : expect_b;
+      for (int j = 0; j < kHidden; ++j) {
+        const float h = dtype == DType::f32 ? in.final_hidden(i, j)
+                                            : bfloat16_to_float(float_to_bfloat16(in.final_hidden(i, j)));
+        const float want = t == 0 ? h : (1 + beta) * h - beta * expect(i, j);  // step 0: warming up
+        INFO("step " << t << " row " << i << " col " << j << " dtype " << name(dtype));
+        if (dtype == DType::f32) {
+          REQUIRE_THAT(mixed(i, j), Catch::Matchers::WithinAbs(want, 1e-5));
+        } else {  // one bf16 rounding of the result: relative 2^-8
+          REQUIRE_THAT(mixed(i, j), Catch::Matchers::WithinAbs(want, 4e-3 * (1 + std::abs(want))));
+        }
+      }
+    }
+  }
+  REQUIRE(s.stats().rows_mixed == 5 * 5);
+}
+
+TEST_CASE("β = 0 leaves hidden states and candidate logits bit for bit as they were",
+          "[sampler][noop]") {
+  SECTION("latent") {
+    ExploratorySampler s(kLayers, distiller_config(), exploration_config(0.0f));
+    const std::vector<GroupId> groups = {s.open_group(), s.open_group()};
+    for (std::uint32_t t = 0; t < 5; ++t) {
+      const StepInputs in = random_step(2, 200 + 3 * t);
+      REQUIRE(bit_equal(run_step(s, groups, in), in.final_hidden));
+    }
+    REQUIRE(s.stats().rows_mixed == 0);
+    REQUIRE(s.stats().rows_trained == 10);  // it still trains: β only scales the mixing
+  }
+  SECTION("candidates") {
+    ExploratorySampler s(kLayers, distiller_config(), exploration_config(0.0f, MixMode::candidates));
+    const GroupId g = s.open_group();
+    const Mat head = random_matrix(20, kHidden, 210);
+    Filter filter;
+    filter.temperature = 0.8f;
+    filter.top_k = 7;
+    filter.min_p = 0.05f;
+    std::vector<int> scratch;
+    for (std::uint32_t t = 0; t < 4; ++t) {
+      const StepInputs in = random_step(3, 220 + 3 * t);
+      Mat logits = in.final_hidden * head.transpose(), mixed = logits;
+      s.begin_step(std::vector<GroupId>(3, g));
+      s.on_hidden(0, Site::layer_input_normed, cview(in.source));
+      s.on_hidden(kLayers - 1, Site::layer_input_normed, cview(in.target));
+      s.mix_logits(view(mixed), cview(head), filter);
+      s.end_step();
+      for (int i = 0; i < 3; ++i) {
+        std::vector<int> kept;
+        select_candidates(Span<const float>(logits.row(i).data(), 20), filter, kept);
+        for (int v = 0; v < 20; ++v) {
+          const bool candidate = std::find(kept.begin(), kept.end(), v) != kept.end();
+          if (candidate)
+            REQUIRE(bit_equal(&mixed(i, v), &logits(i, v), 1));
+          else
+            REQUIRE(mixed(i, v) == -std::numeric_limits<float>::infinity());
+        }
+        // The same token whether drawn from the filtered base logits or from the mixed ones.
+        for (std::uint32_t draw = 0; draw < 50; ++draw) {
+          const SampleKey key{9, static_cast<std::uint64_t>(i), draw};
+          REQUIRE(sample(Span<const float>(logits.row(i).data(), 20), filter, key, scratch) ==
+                  sample(Span<const float>(mixed.row(i).data(), 20), filter.temperature_only(),
+                         key, scratch));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("candidates mode with a keep-all filter equals latent mode followed by the LM head",
+          "[sampler][candidates]") {
+  const float beta = 1.5f;
+  ExploratorySampler latent(kLayers, distiller_config(), exploration_config(beta));
+  ExploratorySampler cand(kLayers, distiller_config(), exploration_config(beta, MixMode::candidates));
+  const std::vector<GroupId> lg = {latent.open_group(), latent.open_group()};
+  const std::vector<GroupId> cg = {cand.open_group(), cand.open_group()};
+  const Mat head = random_matrix(30, kHidden, 300);
+  const Filter keep_all;  // T = 1, no truncation
+  for (std::uint32_t t = 0; t < 5; ++t) {
+    const StepInputs in = random_step(2, 310 + 3 * t);
+    const Mat via_latent = run_step(latent, lg, in) * head.transpose();
+    Mat logits = in.final_hidden * head.transpose();
+    cand.begin_step(cg);
+    cand.on_hidden(0, Site::layer_input_normed, cview(in.source));
+    cand.on_hidden(kLayers - 1, Site::layer_input_normed, cview(in.target));
+    cand.mix_logits(view(logits), cview(head), keep_all);
+    cand.end_step();
+    // Same sums in another order: a few float ulps of the logits' magnitude (~5).
+    for (Eigen::Index k = 0; k < logits.size(); ++k)
+      REQUIRE_THAT(logits.data()[k], Catch::Matchers::WithinAbs(via_latent.data()[k], 1e-4));
+  }
+  REQUIRE(cand.stats().rows_mixed == 8);
+}
+
+TEST_CASE("in candidates mode the temperature divides the mixed logit", "[sampler][candidates]") {
+  const float beta = 1.0f, temperature = 0.5f;
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config(beta, MixMode::candidates));
+  const GroupId g = s.open_group();
+  const Mat head = random_matrix(6, kHidden, 400, 0.3f);
+  Filter filter;
+  filter.temperature = temperature;
+  // Step 0 only trains (warm-up); step 1 mixes.
+  for (std::uint32_t t = 0; t < 2; ++t) {
+    const StepInputs in = random_step(1, 410 + 3 * t);
+    const Mat y_hat = reference_prediction(s, s.slot_of(g), in.source);
+    const Mat base = in.final_hidden * head.transpose();
+    Mat mixed = base;
+    s.begin_step(std::vector<GroupId>{g});
+    s.on_hidden(0, Site::layer_input_normed, cview(in.source));
+    s.on_hidden(kLayers - 1, Site::layer_input_normed, cview(in.target));
+    s.mix_logits(view(mixed), cview(head), filter);
+    s.end_step();
+    if (t == 0) continue;
+    // The mixed logit itself carries no temperature ...
+    const Mat expected = (1 + beta) * base - beta * (y_hat * head.transpose());
+    for (int v = 0; v < 6; ++v)
+      REQUIRE_THAT(mixed(0, v), Catch::Matchers::WithinAbs(expected(0, v), 1e-5));
+    // ... and sampling it draws from softmax(ℓ'/T): chi-square over 20,000 draws, 5 dof,
+    // critical value 25.7 at p = 1e-4.
+    const Eigen::ArrayXd p = ((expected.row(0).cast<double>().array() -
+                               expected.row(0).cast<double>().maxCoeff()) / temperature).exp();
+    const Eigen::ArrayXd prob = p / p.sum();
+    std::vector<int> counts(6, 0), scratch;
+    const int draws = 20000;
+    for (std::uint32_t n = 0; n < draws; ++n)
+      ++counts[static_cast<std::size_t>(
+          sample(Span<const float>(mixed.row(0).data(), 6), filter.temperature_only(),
+                 SampleKey{1, 0, n}, scratch))];
+    double chi2 = 0;
+    for (int v = 0; v < 6; ++v) {
+      const double e = draws * prob(v);
+      chi2 += (counts[static_cast<std::size_t>(v)] - e) * (counts[static_cast<std::size_t>(v)] - e) / e;
+    }
+    REQUIRE(chi2 < 25.7);
+  }
+}
+
+TEST_CASE("background training gives bit-identical mixing, parameters and stats",
+          "[sampler][background]") {
+  ExplorationConfig e = exploration_config(0.9f);
+  ExploratorySampler sync(kLayers, distiller_config(), e);
+  e.background_training = true;
+  ExploratorySampler async(kLayers, distiller_config(), e);
+  const std::vector<GroupId> sg = {sync.open_group(), sync.open_group(), sync.open_group()};
+  const std::vector<GroupId> ag = {async.open_group(), async.open_group(), async.open_group()};
+  for (std::uint32_t t = 0; t < 30; ++t) {
+    StepInputs in = random_step(6, 500 + 3 * t);
+    if (t % 7 == 3) in.source(1, 2) = std::numeric_limits<float>::quiet_NaN();
+    if (t % 5 == 1) in.target(4, 0) = std::numeric_limits<float>::infinity();
+    const std::vector<GroupId> rows_s = {sg[0], sg[1], sg[2], sg[0], sg[1], sg[t % 3]};
+    const std::vector<GroupId> rows_a = {ag[0], ag[1], ag[2], ag[0], ag[1], ag[t % 3]};
+    REQUIRE(bit_equal(run_step(sync, rows_s, in), run_step(async, rows_a, in)));
+  }
+  const Stats& a = async.stats();
+  const Stats& b = sync.stats();
+  REQUIRE(a.steps == b.steps);
+  REQUIRE(a.rows_trained == b.rows_trained);
+  REQUIRE(a.rows_mixed == b.rows_mixed);
+  REQUIRE(a.rows_skipped_nonfinite == b.rows_skipped_nonfinite);
+  REQUIRE(a.slot_updates == b.slot_updates);
+  REQUIRE(a.mean_loss == b.mean_loss);
+  REQUIRE(a.last_loss == b.last_loss);
+  for (int slot = 0; slot < 3; ++slot)
+    for (const auto array : {BankArray::parameters, BankArray::first_moment, BankArray::second_moment}) {
+      const Span<const float> x = sync.distiller().slot_array(array, slot);
+      const Span<const float> y = async.distiller().slot_array(array, slot);
+      REQUIRE(bit_equal(x.data(), y.data(), x.size()));
+    }
+}
+
+TEST_CASE("non-finite source or target rows are neither trained on nor mixed, and are counted",
+          "[sampler][nonfinite]") {
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config(1.0f));
+  const GroupId g = s.open_group();
+  const std::vector<GroupId> groups(4, g);
+  run_step(s, groups, random_step(4, 600));  // warm up
+  StepInputs in = random_step(4, 610);
+  in.source(1, 0) = std::numeric_limits<float>::quiet_NaN();
+  in.target(2, 5) = -std::numeric_limits<float>::infinity();
+  const Mat mixed = run_step(s, groups, in);
+  REQUIRE(bit_equal(mixed.row(1).data(), in.final_hidden.row(1).data(), kHidden));  // not mixed
+  REQUIRE_FALSE(bit_equal(mixed.row(0).data(), in.final_hidden.row(0).data(), kHidden));
+  const Stats& st = s.stats();
+  REQUIRE(st.rows_trained == 4 + 2);
+  REQUIRE(st.rows_skipped_nonfinite == 2);
+  REQUIRE(st.rows_mixed == 3);
+  for (const float p : s.distiller().slot_array(BankArray::parameters, 0)) REQUIRE(std::isfinite(p));
+}
+
+TEST_CASE("a group is mixed only after warmup_updates updates of its slot", "[sampler]") {
+  ExplorationConfig e = exploration_config(1.0f);
+  e.warmup_updates = 3;
+  ExploratorySampler s(kLayers, distiller_config(), e);
+  const std::vector<GroupId> groups = {s.open_group()};
+  for (std::uint32_t t = 0; t < 5; ++t) {
+    const StepInputs in = random_step(1, 700 + 3 * t);
+    const bool untouched = bit_equal(run_step(s, groups, in), in.final_hidden);
+    REQUIRE(untouched == (t < 3));
+  }
+}
+
+TEST_CASE("group lifecycle: slots are reused and re-initialised, a full bank and unknown groups throw",
+          "[sampler][groups]") {
+  ExploratorySampler s(kLayers, distiller_config(2), exploration_config());
+  const GroupId a = s.open_group(), b = s.open_group();
+  REQUIRE(s.slot_of(a) != s.slot_of(b));
+  REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
+  for (std::uint32_t t = 0; t < 3; ++t) run_step(s, {a, b, a}, random_step(3, 800 + 3 * t));
+  const int freed = s.slot_of(a);
+  REQUIRE(s.distiller().updates(freed) == 3);
+  s.close_group(a);
+  REQUIRE_THROWS_WITH(s.slot_of(a), Contains("group " + std::to_string(a) + " is unknown"));
+  REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>{b, a}), Contains("is unknown"));
+  REQUIRE_THROWS_WITH(s.close_group(a), Contains("is unknown"));
+  REQUIRE_THROWS_WITH(s.close_group(12345), Contains("group 12345 is unknown"));
+  const GroupId c = s.open_group();
+  REQUIRE(c != a);
+  REQUIRE(s.slot_of(c) == freed);
+  REQUIRE(s.distiller().updates(freed) == 0);
+  LatentDistiller fresh(distiller_config(2));
+  const Span<const float> now = s.distiller().slot_array(BankArray::parameters, freed);
+  const Span<const float> init = fresh.slot_array(BankArray::parameters, 0);
+  REQUIRE(bit_equal(now.data(), init.data(), now.size()));
+  REQUIRE(s.distiller().updates(s.slot_of(b)) == 3);  // the other group kept its slot's state
+}
+
+TEST_CASE("global sharing trains one slot from every group", "[sampler][groups]") {
+  ExplorationConfig e = exploration_config();
+  e.sharing = Sharing::global;
+  ExploratorySampler s(kLayers, distiller_config(2), e);
+  std::vector<GroupId> groups;
+  for (int i = 0; i < 5; ++i) groups.push_back(s.open_group());  // more groups than slots
+  REQUIRE(s.distiller().slots() == 1);
+  for (const GroupId g : groups) REQUIRE(s.slot_of(g) == 0);
+  run_step(s, groups, random_step(5, 900));
+  REQUIRE(s.distiller().updates(0) == 1);
+  REQUIRE(s.stats().slot_updates == 1);
+  s.close_group(groups[0]);
+  REQUIRE(s.distiller().updates(0) == 1);  // closing a group never resets the shared slot
+}
+
+TEST_CASE("hooks called out of order or with bad tensors are errors naming the problem",
+          "[sampler][errors]") {
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config());
+  const GroupId g = s.open_group();
+  const Mat x = random_matrix(2, kHidden, 1000);
+  Mat h = x;
+  REQUIRE_THROWS_WITH(s.on_hidden(0, Site::layer_input_normed, cview(x)),
+                      Contains("on_hidden: called outside a step"));
+  REQUIRE_THROWS_WITH(s.end_step(), Contains("end_step: called outside a step"));
+  REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>(17, g)),
+                      Contains("17 rows, more than ExplorationConfig.max_rows = 16"));
+  s.begin_step(std::vector<GroupId>{g, g});
+  REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>{g}), Contains("previous step was not ended"));
+  REQUIRE_THROWS_WITH(s.on_hidden(1, Site::layer_output, cview(x)),
+                      Contains("on_hidden(layer 1, layer_output): not a tap of this sampler"));
+  const Mat wide = random_matrix(2, kHidden + 1, 1001);
+  REQUIRE_THROWS_WITH(s.on_hidden(0, Site::layer_input_normed, cview(wide)),
+                      Contains("has 13 columns, expected 12"));
+  const Mat three = random_matrix(3, kHidden, 1002);
+  REQUIRE_THROWS_WITH(s.on_hidden(0, Site::layer_input_normed, cview(three)),
+                      Contains("has 3 rows, the step has 2"));
+  REQUIRE_THROWS_WITH(
+      s.on_hidden(0, Site::layer_input_normed,
+                  ConstMatrixView(x.data(), 2, kHidden, kHidden, DType::f32, Device::cuda)),
+      Contains("is on device cuda, expected cpu"));
+  REQUIRE_THROWS_WITH(s.mix_hidden(view(h)), Contains("source tap was not delivered yet"));
+  s.on_hidden(0, Site::layer_input_normed, cview(x));
+  REQUIRE_THROWS_WITH(s.on_hidden(0, Site::layer_input_normed, cview(x)),
+                      Contains("delivered twice in one step"));
+  REQUIRE_THROWS_WITH(s.mix_logits(view(h), cview(x), Filter{}),
+                      Contains("configured for ExplorationConfig.mix = latent"));
+  s.mix_hidden(view(h));
+  REQUIRE_THROWS_WITH(s.mix_hidden(view(h)), Contains("mix_hidden: called twice in one step"));
+  REQUIRE_THROWS_WITH(s.end_step(),
+                      Contains("end_step: the target tap (layer 3, layer_input_normed) was not delivered"));
+  s.on_hidden(3, Site::layer_input_normed, cview(x));
+  REQUIRE_NOTHROW(s.end_step());
+}
