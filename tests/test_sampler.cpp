@@ -393,3 +393,22 @@ TEST_CASE("hooks called out of order or with bad tensors are errors naming the p
   s.on_hidden(3, Site::layer_input_normed, cview(x));
   REQUIRE_NOTHROW(s.end_step());
 }
+
+TEST_CASE("a sampler's bank saved and loaded continues bit for bit", "[sampler][file]") {
+  ExploratorySampler a(kLayers, distiller_config(2), exploration_config());
+  ExploratorySampler b(kLayers, distiller_config(2), exploration_config());
+  const std::vector<GroupId> ga = {a.open_group(), a.open_group()};
+  const std::vector<GroupId> gb = {b.open_group(), b.open_group()};
+  for (std::uint32_t t = 0; t < 3; ++t) run_step(a, ga, random_step(2, 1100 + 3 * t));
+  const std::string path = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
+                           "/esamp_test_sampler.bank";
+  a.save_bank(path);
+  b.load_bank(path);
+  for (std::uint32_t t = 0; t < 3; ++t) {
+    const StepInputs in = random_step(2, 1200 + 3 * t);
+    REQUIRE(bit_equal(run_step(a, ga, in), run_step(b, gb, in)));
+  }
+  b.begin_step(gb);
+  REQUIRE_THROWS_WITH(b.load_bank(path), Contains("load_bank: called inside a step"));
+  std::remove(path.c_str());
+}

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "esamp/distiller.hpp"
 #include "esamp/sampling.hpp"
@@ -44,6 +45,8 @@ class SamplerBackend {
   virtual Stats stats() = 0;
   // The bank, as it stands once all scheduled work is done (device backends copy it back).
   virtual const LatentDistiller& bank() = 0;
+  // Replaces the bank with one saved by LatentDistiller::save; on error the bank is unchanged.
+  virtual void load_bank(const std::string& path) = 0;
 };
 
 }  // namespace esamp

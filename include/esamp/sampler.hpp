@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -170,6 +171,14 @@ class ExploratorySampler {
   Stats stats() { return backend_->stats(); }
   // The bank as it stands after all scheduled training (copied back from a device).
   const LatentDistiller& distiller() { return backend_->bank(); }
+
+  // The whole bank with its optimizer state (LatentDistiller::save's format). Groups are not part
+  // of the file: after load_bank, a group keeps its slot and continues from the loaded state.
+  void save_bank(const std::string& path) { backend_->bank().save(path); }
+  void load_bank(const std::string& path) {
+    if (in_step_) fail("load_bank: called inside a step (call end_step first)");
+    backend_->load_bank(path);
+  }
 
  private:
   Tap resolved(Tap tap) const { return {tap.layer < 0 ? tap.layer + num_layers_ : tap.layer, tap.site}; }

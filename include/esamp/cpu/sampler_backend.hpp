@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "esamp/backend.hpp"
@@ -99,6 +100,11 @@ class SamplerBackendCpu final : public SamplerBackend {
   const LatentDistiller& bank() override {
     wait_for_training();
     return bank_;
+  }
+
+  void load_bank(const std::string& path) override {
+    wait_for_training();
+    bank_.load(path);
   }
 
  private:
