@@ -60,6 +60,7 @@ class ByteReader {
 
   std::size_t remaining() const { return data_.size() - pos_; }
   void bytes(void* out, std::size_t n) {
+    if (n == 0) return;  // `out` may be null then (an empty vector's data)
     if (n > remaining())
       fail("{}: truncated: {} bytes needed at offset {}, {} left", source_, n, pos_, remaining());
     std::memcpy(out, data_.data() + pos_, n);
