@@ -1,5 +1,4 @@
 # Installs the headers and a package config so that find_package(esamp CONFIG) works from other projects.
-include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 install(TARGETS esamp EXPORT esampTargets)

@@ -54,6 +54,8 @@ class ExploratorySampler {
   const ExplorationConfig& exploration() const { return exploration_; }
   const DistillerConfig& distiller_config() const { return distiller_; }
   int num_layers() const { return num_layers_; }
+  // Between begin_step and end_step.
+  bool in_step() const { return in_step_; }
   Device device() const { return backend_->device(); }
 
   // A new group (the samples of one prompt) with a freshly initialised slot of its own. A full bank
