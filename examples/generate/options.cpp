@@ -1,0 +1,213 @@
+// The option table of esamp-generate and the parser that walks it.
+#include "options.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace esamp::generation {
+namespace {
+
+template <class... Args>
+[[noreturn]] void usage_error(fmt::format_string<Args...> format, Args&&... args) {
+  throw UsageError(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// The whole of `text` as a number, or UsageError naming the option and the value.
+template <class Number>
+Number parse_number(std::string_view option, std::string_view text, std::string_view expected) {
+  Number value{};
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size())
+    usage_error("{} '{}': expected {}", option, text, expected);
+  return value;
+}
+
+int parse_int(std::string_view option, std::string_view text, int min, int max) {
+  const std::string expected = fmt::format("an integer in [{}, {}]", min, max);
+  const int value = parse_number<int>(option, text, expected);
+  if (value < min || value > max) usage_error("{} {}: expected {}", option, text, expected);
+  return value;
+}
+
+// A finite float in [min, max], or in (min, max] when min_exclusive.
+float parse_float(std::string_view option, std::string_view text, float min, float max,
+                  bool min_exclusive = false) {
+  const std::string expected =
+      fmt::format("a number in {}{}, {}]", min_exclusive ? "(" : "[", min, max);
+  const float value = parse_number<float>(option, text, expected);
+  if (!std::isfinite(value) || value < min || value > max || (min_exclusive && value == min))
+    usage_error("{} {}: expected {}", option, text, expected);
+  return value;
+}
+
+// One of the named `choices`.
+template <class Enum>
+Enum parse_choice(std::string_view option, std::string_view text,
+                  std::initializer_list<std::pair<std::string_view, Enum>> choices) {
+  std::string expected;
+  for (const auto& [choice_name, value] : choices) {
+    if (text == choice_name) return value;
+    expected += fmt::format("{}{}", expected.empty() ? "" : " or ", choice_name);
+  }
+  usage_error("{} '{}': expected {}", option, text, expected);
+}
+
+std::vector<std::string> read_prompts(std::string_view option, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) usage_error("{} {}: the file cannot be opened", option, path);
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF files
+    if (!line.empty()) prompts.push_back(line);
+  }
+  if (prompts.empty()) usage_error("{} {}: the file holds no prompt", option, path);
+  return prompts;
+}
+
+struct OptionSpec {
+  std::string_view name;
+  std::string_view value_name;  // empty for a flag
+  std::string_view help;
+  std::function<void(Options&, std::string_view option, const std::string& value)> apply;
+};
+
+const std::vector<OptionSpec>& option_table() {
+  constexpr int kMaxSamples = 4096;
+  constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
+  static const std::vector<OptionSpec> table = {
+      {"--model", "PATH",
+       "GGUF model, or llama2.c .bin with --tokenizer [$ESAMP_MODEL_DIR/stories260K.gguf]",
+       [](Options& o, auto, const std::string& v) { o.model_path = v; }},
+      {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
+       [](Options& o, auto, const std::string& v) { o.tokenizer_path = v; }},
+      {"--prompt", "TEXT", "the prompt [Once upon a time]",
+       [](Options& o, auto, const std::string& v) { o.prompts = {v}; }},
+      {"--prompts-file", "PATH",
+       "one prompt per line (blank lines skipped), each its own group, run one after another",
+       [](Options& o, auto option, const std::string& v) { o.prompts = read_prompts(option, v); }},
+      {"--samples", "N", "samples per prompt, decoded as one batch [8]",
+       [](Options& o, auto option, const std::string& v) {
+         o.samples = parse_int(option, v, 1, kMaxSamples);
+       }},
+      {"--tokens", "N", "new tokens per sample (fewer when it ends with EOS/BOS) [128]",
+       [](Options& o, auto option, const std::string& v) {
+         o.new_tokens = parse_int(option, v, 1, kMaxTokens);
+       }},
+      {"--temperature", "T", "sampling temperature, 0 = greedy [1.0]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.temperature = parse_float(option, v, 0.0f, 1e6f);
+       }},
+      {"--top-k", "K", "keep the K most likely tokens, 0 = off [0]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.top_k = parse_int(option, v, 0, 1 << 30);
+       }},
+      {"--top-p", "P", "nucleus: smallest set with probability >= P [1.0 = off]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.top_p = parse_float(option, v, 0.0f, 1.0f, /*min_exclusive=*/true);
+       }},
+      {"--min-p", "P", "keep tokens with probability >= P * the largest [0 = off]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.min_p = parse_float(option, v, 0.0f, 1.0f);
+       }},
+      {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
+       [](Options& o, auto option, const std::string& v) {
+         o.beta = parse_float(option, v, 0.0f, 1e6f);
+       }},
+      {"--mix", "latent|candidates", "where the distiller's prediction is mixed [latent]",
+       [](Options& o, auto option, const std::string& v) {
+         o.mix = parse_choice<MixMode>(
+             option, v, {{"latent", MixMode::latent}, {"candidates", MixMode::candidates}});
+       }},
+      {"--rank", "R", "distiller rank [128, capped at the model's hidden size]",
+       [](Options& o, auto option, const std::string& v) {
+         o.rank = parse_int(option, v, 1, 1 << 20);
+       }},
+      {"--lr", "LR", "distiller learning rate [0.001]",
+       [](Options& o, auto option, const std::string& v) {
+         o.lr = parse_float(option, v, 0.0f, 1e3f, /*min_exclusive=*/true);
+       }},
+      {"--optimizer", "adamw|sgd", "distiller optimizer [adamw]",
+       [](Options& o, auto option, const std::string& v) {
+         o.optimizer = parse_choice<Optimizer>(
+             option, v, {{"adamw", Optimizer::adamw}, {"sgd", Optimizer::sgd}});
+       }},
+      {"--sharing", "group|global", "one distiller per prompt, or one for all prompts [group]",
+       [](Options& o, auto option, const std::string& v) {
+         o.sharing = parse_choice<Sharing>(
+             option, v, {{"group", Sharing::per_group}, {"global", Sharing::global}});
+       }},
+      {"--seed", "S", "seed of the token draws and of the distiller's init [0]",
+       [](Options& o, auto option, const std::string& v) {
+         o.seed = parse_number<std::uint64_t>(option, v, "an unsigned 64-bit integer");
+       }},
+      {"--compare", "", "also run plain sampling (same seed and settings) and compare",
+       [](Options& o, auto, auto&) { o.compare = true; }},
+      {"--json", "", "machine-readable output on stdout",
+       [](Options& o, auto, auto&) { o.json = true; }},
+      {"--quiet", "", "only the sample texts on stdout, nothing on stderr",
+       [](Options& o, auto, auto&) { o.quiet = true; }},
+      {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
+  };
+  return table;
+}
+
+}  // namespace
+
+Options parse_options(int argc, const char* const* argv) {
+  Options options;
+  bool prompt_seen = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view argument = argv[i];
+    const std::size_t equals = argument.find('=');
+    const std::string_view name = argument.substr(0, equals);
+    const auto& table = option_table();
+    const auto spec = std::find_if(table.begin(), table.end(),
+                                   [name](const OptionSpec& s) { return s.name == name; });
+    if (spec == table.end()) usage_error("unknown option '{}' (see --help)", argument);
+    std::string value;
+    if (spec->value_name.empty()) {
+      if (equals != std::string_view::npos) usage_error("{} takes no value ('{}')", name, argument);
+    } else if (equals != std::string_view::npos) {
+      value = argument.substr(equals + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      usage_error("{} needs a value: {} {}", name, name, spec->value_name);
+    }
+    if (name == "--prompt" || name == "--prompts-file") {
+      if (prompt_seen) usage_error("{}: give one of --prompt and --prompts-file, once", name);
+      prompt_seen = true;
+    }
+    spec->apply(options, name, value);
+  }
+  return options;
+}
+
+std::string usage(const char* program) {
+  std::string text = fmt::format(
+      "Usage: {} [options]\n"
+      "Samples a prompt N times as one batch with Exploratory Sampling (esamp) on the CPU, prints\n"
+      "the samples and a summary: tokens/s, perplexity under the base model, diversity.\n\n"
+      "Options:\n",
+      program);
+  for (const OptionSpec& spec : option_table()) {
+    const std::string left = spec.value_name.empty()
+                                 ? std::string(spec.name)
+                                 : fmt::format("{} {}", spec.name, spec.value_name);
+    text += fmt::format("  {:<32} {}\n", left, spec.help);
+  }
+  text +=
+      "\nExit status: 0 success, 1 runtime error (e.g. a model file that cannot be read), 2 bad "
+      "option or value.\n";
+  return text;
+}
+
+}  // namespace esamp::generation

@@ -1,0 +1,58 @@
+// Helpers of the generation tests: model files under ESAMP_MODEL_DIR, running esamp-generate as a
+// child process, and a small JSON reader to check its --json output.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace esamp::generation::test {
+
+// The path of a model file; fails the test (never skips it) when ESAMP_MODEL_DIR is not usable.
+inline std::string model_file(const std::string& name) {
+  const char* dir = std::getenv("ESAMP_MODEL_DIR");
+  if (dir == nullptr || *dir == '\0')
+    FAIL("ESAMP_MODEL_DIR is not set: point it at the folder holding " << name
+                                                                       << " (../shared/models)");
+  const std::string path = std::string(dir) + "/" + name;
+  if (!std::ifstream(path))
+    FAIL(path << " cannot be opened: ESAMP_MODEL_DIR must name the folder holding " << name);
+  return path;
+}
+
+inline std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+enum class Capture { standard_output, standard_error };
+
+struct ProgramRun {
+  int exit_status = -1;
+  std::string output;  // the captured stream; the other one is discarded
+};
+
+// Runs esamp-generate with `arguments` (each passed as one word) through the shell.
+ProgramRun run_esamp_generate(const std::vector<std::string>& arguments, Capture capture);
+
+// A parsed JSON value: what the tests need to check keys, strings, numbers and arrays.
+struct JsonValue {
+  enum class Kind { null, boolean, number, string, array, object } kind = Kind::null;
+  bool boolean = false;
+  double number = 0.0;
+  std::string string;
+  std::vector<JsonValue> array;
+  std::map<std::string, JsonValue> object;
+
+  // The member `key` of an object; throws std::runtime_error (failing the test) without one.
+  const JsonValue& operator[](const std::string& key) const;
+};
+
+// Parses a complete JSON text (RFC 8259); throws std::runtime_error at the first byte that does
+// not fit.
+JsonValue parse_json(const std::string& text);
+
+}  // namespace esamp::generation::test
