@@ -11,3 +11,36 @@ if(NOT ESAMP_CUDA STREQUAL "OFF")
     message(STATUS "esamp: no CUDA compiler found; building the CPU library only")
   endif()
 endif()
+
+# esamp::cuda: the kernels (cuda/*.cu) and the backend host code (src/cuda/*.cpp), static.
+if(ESAMP_HAVE_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  find_package(CUDAToolkit REQUIRED)
+
+  add_library(esamp_cuda STATIC
+    cuda/distiller.cu
+    cuda/gather.cu
+    cuda/mix.cu
+    cuda/sampling.cu
+    src/cuda/backend.cpp
+    src/cuda/sampler_backend.cpp
+  )
+  add_library(esamp::cuda ALIAS esamp_cuda)
+  # Launcher headers are included as "cuda/<name>.cuh"; kernels include "detail/<name>.cuh".
+  target_include_directories(esamp_cuda
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/cuda)
+  target_link_libraries(esamp_cuda PUBLIC esamp::esamp CUDA::cudart PRIVATE esamp_warnings)
+  set_target_properties(esamp_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON
+                                              CUDA_SEPARABLE_COMPILATION OFF)
+  # --expt-relaxed-constexpr: the kernels call esamp::philox4x32_10 (constexpr) itself, so CPU and
+  # GPU share one Philox.
+  target_compile_options(esamp_cuda PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall,-Wextra
+                               $<$<BOOL:${ESAMP_WERROR}>:--Werror=all-warnings>>)
+endif()

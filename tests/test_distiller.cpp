@@ -403,3 +403,22 @@ TEST_CASE("a damaged bank file is a clear error and leaves the bank unchanged",
   std::remove(path.c_str());
   std::remove(bad.c_str());
 }
+
+TEST_CASE("restore_slot copies a slot's whole state and refuses a partial one", "[distiller]") {
+  LatentDistiller a(small_config(2)), b(small_config(2));
+  const Mat x = random_matrix(3, 12, 95);
+  for (int t = 0; t < 2; ++t) a.train_step(std::vector<int>{1, 1, 0}, cview(x), cview(x));
+  b.restore_slot(0, a.slot_array(BankArray::parameters, 1), a.slot_array(BankArray::first_moment, 1),
+                 a.slot_array(BankArray::second_moment, 1), a.updates(1));
+  REQUIRE(b.updates(0) == 2);
+  for (const auto array : {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+    REQUIRE(flat(b, array, 0) == flat(a, array, 1));
+  const auto params = flat(a, BankArray::parameters, 1);
+  REQUIRE_THROWS_WITH(b.restore_slot(1, params, {}, {}, 1), Contains("expected 172, 172, 172"));
+  std::vector<float> bad = params;
+  bad[3] = INFINITY;
+  REQUIRE_THROWS_WITH(b.restore_slot(1, bad, a.slot_array(BankArray::first_moment, 1),
+                                     a.slot_array(BankArray::second_moment, 1), 1),
+                      Contains("non-finite"));
+  REQUIRE(flat(b, BankArray::parameters, 1) != params);  // left as it was
+}

@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "esamp/config.hpp"
 #include "esamp/distiller.hpp"
 #include "esamp/sampling.hpp"
 #include "esamp/span.hpp"
@@ -48,5 +51,9 @@ class SamplerBackend {
   // Replaces the bank with one saved by LatentDistiller::save; on error the bank is unchanged.
   virtual void load_bank(const std::string& path) = 0;
 };
+
+// Builds a backend for a bank of `distiller` (slots already set by the sharing mode).
+using BackendFactory = std::function<std::unique_ptr<SamplerBackend>(
+    const DistillerConfig& distiller, const ExplorationConfig& exploration)>;
 
 }  // namespace esamp

@@ -3,6 +3,7 @@
 // parameters, per-slot optimizer state. Usable on its own; ExploratorySampler drives it from hooks.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -104,6 +105,27 @@ class LatentDistiller {
     if (data.empty()) return {};
     return {data.data() + static_cast<std::int64_t>(s) * layout_.size(),
             static_cast<std::size_t>(layout_.size())};
+  }
+
+  // Sets a slot's whole state, as slot_array and updates read it: parameters, AdamW moments (empty
+  // for SGD) and the update count. Used to mirror a device bank; checked, never partial.
+  void restore_slot(int slot, Span<const float> params, Span<const float> first_moment,
+                    Span<const float> second_moment, std::int64_t updates) {
+    const auto s = checked_slot(slot);
+    const auto P = static_cast<std::size_t>(layout_.size());
+    const std::size_t moments = config_.optimizer == Optimizer::adamw ? P : 0;
+    if (params.size() != P || first_moment.size() != moments || second_moment.size() != moments)
+      fail("restore_slot({}): sizes {}, {}, {}; expected {}, {}, {}", slot, params.size(),
+           first_moment.size(), second_moment.size(), P, moments, moments);
+    for (const float p : params)
+      if (!std::isfinite(p)) fail("restore_slot({}): the parameters hold a non-finite value", slot);
+    if (updates < 0) fail("restore_slot({}): updates = {}, must be >= 0", slot, updates);
+    std::copy(params.begin(), params.end(), slot_params(s));
+    if (moments) {
+      std::copy(first_moment.begin(), first_moment.end(), slot_ptr(m_, s));
+      std::copy(second_moment.begin(), second_moment.end(), slot_ptr(v_, s));
+    }
+    steps_[s] = updates;
   }
 
   DistillerParams parameters(int slot) const {

@@ -31,20 +31,17 @@ inline DistillerConfig bank_config(DistillerConfig config, const ExplorationConf
 
 class ExploratorySampler {
  public:
-  // A CPU sampler. `num_layers`: decoder layers of the host model (resolves negative tap layers).
+  // `num_layers`: decoder layers of the host model (resolves negative tap layers). `backend` builds
+  // where the work runs, e.g. esamp::cuda::backend(stream); by default the CPU.
   ExploratorySampler(int num_layers, const DistillerConfig& distiller,
-                     const ExplorationConfig& exploration)
-      : ExploratorySampler(num_layers, distiller, exploration, nullptr) {}
-
-  // A sampler computing on `backend` (e.g. esamp::cuda::make_backend); null means the CPU.
-  ExploratorySampler(int num_layers, const DistillerConfig& distiller,
-                     const ExplorationConfig& exploration, std::unique_ptr<SamplerBackend> backend)
+                     const ExplorationConfig& exploration, const BackendFactory& backend = {})
       : num_layers_(num_layers),
         exploration_((exploration.validate(num_layers), exploration)),
         distiller_((distiller.validate(), bank_config(distiller, exploration))),
-        backend_(backend ? std::move(backend)
+        backend_(backend ? backend(distiller_, exploration_)
                          : std::make_unique<cpu::SamplerBackendCpu>(distiller_, exploration_)),
         slot_in_use_(static_cast<std::size_t>(distiller_.slots), 0) {
+    if (!backend_) fail("ExploratorySampler: the backend factory returned no backend");
     row_slots_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     step_groups_.reserve(static_cast<std::size_t>(exploration_.max_rows));
   }
