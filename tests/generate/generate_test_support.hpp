@@ -9,19 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "../model_dir.hpp"
+
 namespace esamp::generation::test {
 
-// The path of a model file; fails the test (never skips it) when ESAMP_MODEL_DIR is not usable.
-inline std::string model_file(const std::string& name) {
-  const char* dir = std::getenv("ESAMP_MODEL_DIR");
-  if (dir == nullptr || *dir == '\0')
-    FAIL("ESAMP_MODEL_DIR is not set: point it at the folder holding " << name
-                                                                       << " (../shared/models)");
-  const std::string path = std::string(dir) + "/" + name;
-  if (!std::ifstream(path))
-    FAIL(path << " cannot be opened: ESAMP_MODEL_DIR must name the folder holding " << name);
-  return path;
-}
+using esamp::test::model_file;
 
 inline std::string file_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
