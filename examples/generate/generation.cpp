@@ -23,37 +23,6 @@ bool ends_with(const std::string& text, std::string_view suffix) {
                                                       suffix.data(), suffix.size()) == 0;
 }
 
-// A SamplerBackend that mixes nothing and trains nothing: it copies the final-normed hidden states
-// the engine hands to mix_hidden. The engine exposes them through that hook only.
-class FinalHiddenRecorder final : public SamplerBackend {
- public:
-  explicit FinalHiddenRecorder(const DistillerConfig& config) : unused_bank_(config) {}
-
-  const RowMatrix& final_hidden() const { return final_hidden_; }  // [rows, hidden] last step
-
-  Device device() const override { return Device::cpu; }
-  void reset_slot(int) override {}
-  void begin_step(Span<const int>) override {}
-  void on_source(const ConstMatrixView&) override {}
-  void on_target(const ConstMatrixView&) override {}
-  void mix_hidden(const MatrixView& hidden) override {
-    final_hidden_.resize(hidden.rows, hidden.cols);
-    for (std::int64_t r = 0; r < hidden.rows; ++r)
-      for (std::int64_t c = 0; c < hidden.cols; ++c) final_hidden_(r, c) = hidden.at(r, c);
-  }
-  void mix_logits(const MatrixView&, const ConstMatrixView&, const Filter&) override {
-    fail("FinalHiddenRecorder: mix_logits is never called in latent mode");
-  }
-  void end_step() override {}
-  Stats stats() override { return {}; }
-  const LatentDistiller& bank() override { return unused_bank_; }
-  void load_bank(const std::string&) override { fail("FinalHiddenRecorder: has no bank to load"); }
-
- private:
-  LatentDistiller unused_bank_;  // bank() must return one; one slot of rank 1
-  RowMatrix final_hidden_;
-};
-
 // log softmax(logits)[token], in double so that a 128-token sum keeps its digits.
 double log_probability(const float* logits, Eigen::Index count, TokenId token) {
   const double max_logit = *std::max_element(logits, logits + count);
@@ -62,23 +31,11 @@ double log_probability(const float* logits, Eigen::Index count, TokenId token) {
   return logits[token] - max_logit - std::log(total);
 }
 
-// Re-reads prompt + tokens of every sample through the base model as one batch (a plain forward:
-// the recorder only observes) and fills each sample's base_logprobs and mean_final_hidden.
+// Re-reads prompt + tokens of every sample through the base model as one batch (a plain forward,
+// no hooks) and fills each sample's base_logprobs and mean_final_hidden.
 void score_with_base_model(Engine& engine, const std::vector<TokenId>& prompt_tokens,
                            std::vector<Sample>& samples) {
   const llama::Hyperparameters& hp = engine.hparams();
-  DistillerConfig recorder_config;
-  recorder_config.hidden_size = hp.dim;
-  recorder_config.rank = 1;
-  ExplorationConfig observe_only;
-  observe_only.beta = 0.0f;
-  observe_only.max_rows = static_cast<int>(samples.size());
-  auto recorder_backend = std::make_unique<FinalHiddenRecorder>(recorder_config);
-  const FinalHiddenRecorder& recorder = *recorder_backend;
-  ExploratorySampler observer(hp.layer_count, recorder_config, observe_only,
-                              std::move(recorder_backend));
-  const GroupId group = observer.open_group();
-
   const std::size_t prompt_length = prompt_tokens.size();
   std::vector<SequenceId> sequences;
   std::size_t longest = 0;
@@ -104,9 +61,7 @@ void score_with_base_model(Engine& engine, const std::vector<TokenId>& prompt_to
         row_samples.push_back(s);
       }
     }
-    observer.begin_step(std::vector<GroupId>(rows.size(), group));
-    const RowMatrix& logits = engine.step(rows, StepHooks{&observer, nullptr});
-    observer.end_step();
+    const RowMatrix& logits = engine.step(rows);
     for (std::size_t r = 0; r < rows.size(); ++r) {
       Sample& sample = samples[row_samples[r]];
       const auto row = static_cast<Eigen::Index>(r);
@@ -115,7 +70,7 @@ void score_with_base_model(Engine& engine, const std::vector<TokenId>& prompt_to
         sample.base_logprobs.push_back(static_cast<float>(
             log_probability(logits.row(row).data(), logits.cols(), token_at(sample, next))));
       if (position >= prompt_length)
-        sample.mean_final_hidden += recorder.final_hidden().row(row).transpose().cast<double>();
+        sample.mean_final_hidden += engine.final_hidden().row(row).transpose().cast<double>();
     }
   }
   for (std::size_t s = 0; s < samples.size(); ++s) {
@@ -124,7 +79,6 @@ void score_with_base_model(Engine& engine, const std::vector<TokenId>& prompt_to
       sample.mean_final_hidden /= static_cast<double>(sample.tokens.size());
     engine.close_sequence(sequences[s]);
   }
-  observer.close_group(group);
 }
 
 }  // namespace
