@@ -2,20 +2,14 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "esamp/config.hpp"
 #include "esamp/sampling.hpp"
+#include "option_values.hpp"  // UsageError: esamp-generate exits with status 2 on it
 
 namespace esamp::generation {
-
-// A bad option or value; the message names both. esamp-generate exits with status 2 on it.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct Options {
   std::string model_path;      // empty: $ESAMP_MODEL_DIR/stories260K.gguf

@@ -1,7 +1,5 @@
-// esamp-generate as a child process, and the JSON reader of the --json tests.
+// The JSON reader of the --json tests.
 #include "generate_test_support.hpp"
-
-#include <sys/wait.h>
 
 #include <cctype>
 #include <cstdio>
@@ -9,13 +7,6 @@
 
 namespace esamp::generation::test {
 namespace {
-
-// 'word' for the shell, with each ' written as '\''.
-std::string shell_quoted(const std::string& word) {
-  std::string quoted = "'";
-  for (const char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
 
 class JsonReader {
  public:
@@ -145,22 +136,6 @@ class JsonReader {
 };
 
 }  // namespace
-
-ProgramRun run_esamp_generate(const std::vector<std::string>& arguments, Capture capture) {
-  std::string command = shell_quoted(ESAMP_GENERATE_PROGRAM);
-  for (const std::string& argument : arguments) command += " " + shell_quoted(argument);
-  command += capture == Capture::standard_output ? " 2>/dev/null" : " 2>&1 >/dev/null";
-  FILE* const pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  ProgramRun run;
-  char buffer[4096];
-  for (std::size_t read; (read = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-    run.output.append(buffer, read);
-  const int status = pclose(pipe);
-  REQUIRE(WIFEXITED(status));
-  run.exit_status = WEXITSTATUS(status);
-  return run;
-}
 
 const JsonValue& JsonValue::operator[](const std::string& key) const {
   const auto found = object.find(key);

@@ -10,25 +10,20 @@
 #include <vector>
 
 #include "../model_dir.hpp"
+#include "../program_run.hpp"
 
 namespace esamp::generation::test {
 
 using esamp::test::model_file;
 
-inline std::string file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+using esamp::test::Capture;
+using esamp::test::file_text;
+using esamp::test::ProgramRun;
+
+// Runs esamp-generate with `arguments` (each passed as one word).
+inline ProgramRun run_esamp_generate(const std::vector<std::string>& arguments, Capture capture) {
+  return esamp::test::run_program(ESAMP_GENERATE_PROGRAM, arguments, capture);
 }
-
-enum class Capture { standard_output, standard_error };
-
-struct ProgramRun {
-  int exit_status = -1;
-  std::string output;  // the captured stream; the other one is discarded
-};
-
-// Runs esamp-generate with `arguments` (each passed as one word) through the shell.
-ProgramRun run_esamp_generate(const std::vector<std::string>& arguments, Capture capture);
 
 // A parsed JSON value: what the tests need to check keys, strings, numbers and arrays.
 struct JsonValue {

@@ -1,0 +1,234 @@
+// evaluate(): one configuration over every (seed, prompt), with a SamplerBackend decorator that
+// measures the distiller (and can retarget it at the final-normed state) without changing it.
+#include "evaluate.hpp"
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <utility>
+
+#include "esamp/cpu/sampler_backend.hpp"
+#include "esamp/sampler.hpp"
+
+namespace esamp::eval {
+namespace {
+
+using generation::GenerationResult;
+using generation::QualitySummary;
+
+// Means over rows of ||v − h||² / ||h||² and cos(v, h): how far a vector is from h's space.
+class VersusH {
+ public:
+  template <class A, class B>
+  void add(const A& v, const B& h) {
+    const double h_norm = h.squaredNorm(), v_norm = v.squaredNorm();
+    if (h_norm == 0.0 || v_norm == 0.0) return;
+    residual_sum_ += (v - h).squaredNorm() / h_norm;
+    cosine_sum_ += v.dot(h) / std::sqrt(h_norm * v_norm);
+    ++rows_;
+  }
+  double residual() const { return rows_ > 0 ? residual_sum_ / rows_ : kNaN; }
+  double cosine() const { return rows_ > 0 ? cosine_sum_ / rows_ : kNaN; }
+
+ private:
+  static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  double residual_sum_ = 0.0, cosine_sum_ = 0.0;
+  std::int64_t rows_ = 0;
+};
+
+// The CPU backend, observed: it accumulates the training target's statistics and, in latent mode,
+// how the mixed prediction ŷ relates to h. With target_final it trains on h itself (copied before
+// mixing) and ignores the configured target tap.
+class DiagnosticBackend final : public SamplerBackend {
+ public:
+  DiagnosticBackend(const DistillerConfig& bank, const ExplorationConfig& exploration,
+                    bool target_final)
+      : inner_(bank, exploration),
+        beta_(exploration.beta),
+        target_final_(target_final),
+        target_sum_(Eigen::VectorXd::Zero(bank.hidden_size)),
+        target_squares_(Eigen::VectorXd::Zero(bank.hidden_size)) {}
+
+  Device device() const override { return inner_.device(); }
+  void reset_slot(int slot) override { inner_.reset_slot(slot); }
+  void begin_step(Span<const int> row_slots) override { inner_.begin_step(row_slots); }
+  void on_source(const ConstMatrixView& source) override { inner_.on_source(source); }
+  void on_target(const ConstMatrixView& target) override {
+    if (target_final_) return;
+    observe_target(target);
+    target_.resize(target.rows, target.cols);
+    for (std::int64_t r = 0; r < target.rows; ++r)
+      for (std::int64_t c = 0; c < target.cols; ++c) target_(r, c) = target.at(r, c);
+    inner_.on_target(target);
+  }
+
+  void mix_hidden(const MatrixView& final_hidden) override {
+    before_.resize(final_hidden.rows, final_hidden.cols);
+    for (std::int64_t r = 0; r < final_hidden.rows; ++r)
+      for (std::int64_t c = 0; c < final_hidden.cols; ++c) before_(r, c) = final_hidden.at(r, c);
+    const ConstMatrixView h(before_.data(), before_.rows(), before_.cols());
+    if (target_final_) {
+      observe_target(h);
+      inner_.on_target(h);
+    } else {
+      // What a perfect distiller would mix in: the target tap, against h.
+      for (Eigen::Index r = 0; r < before_.rows(); ++r)
+        target_vs_h_.add(target_.row(r).cast<double>(), before_.row(r).cast<double>());
+    }
+    inner_.mix_hidden(final_hidden);
+    if (beta_ == 0.0f) return;
+    for (std::int64_t r = 0; r < final_hidden.rows; ++r) {
+      Eigen::VectorXd y_hat(final_hidden.cols);
+      bool mixed = false;
+      for (std::int64_t c = 0; c < final_hidden.cols; ++c) {
+        const double before = before_(r, c), after = final_hidden.at(r, c);
+        mixed = mixed || after != before;
+        // h̃ = (1+β)·h − β·ŷ, so ŷ = ((1+β)·h − h̃) / β.
+        y_hat[c] = ((1.0 + beta_) * before - after) / beta_;
+      }
+      if (mixed) prediction_vs_h_.add(y_hat, before_.row(r).transpose().cast<double>());
+    }
+  }
+
+  void mix_logits(const MatrixView& logits, const ConstMatrixView& lm_head,
+                  const Filter& filter) override {
+    inner_.mix_logits(logits, lm_head, filter);
+  }
+  void end_step() override { inner_.end_step(); }
+  Stats stats() override { return inner_.stats(); }
+  const LatentDistiller& bank() override { return inner_.bank(); }
+  void load_bank(const std::string& path) override { inner_.load_bank(path); }
+
+  Diagnostics diagnostics() {
+    constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+    Diagnostics d;
+    d.stats = inner_.stats();
+    const auto n = static_cast<double>(target_rows_);
+    d.target_variance =
+        target_rows_ > 0 ? (target_squares_ / n - (target_sum_ / n).cwiseAbs2()).mean() : kNaN;
+    d.prediction_residual = prediction_vs_h_.residual();
+    d.prediction_cosine = prediction_vs_h_.cosine();
+    d.target_residual = target_vs_h_.residual();
+    d.target_cosine = target_vs_h_.cosine();
+    return d;
+  }
+
+ private:
+  void observe_target(const ConstMatrixView& target) {
+    for (std::int64_t r = 0; r < target.rows; ++r) {
+      for (std::int64_t c = 0; c < target.cols; ++c) {
+        const double y = target.at(r, c);
+        target_sum_[c] += y;
+        target_squares_[c] += y * y;
+      }
+    }
+    target_rows_ += target.rows;
+  }
+
+  cpu::SamplerBackendCpu inner_;
+  double beta_;
+  bool target_final_;
+  llama::RowMatrix before_;         // [rows, hidden] h before mixing, this step
+  Eigen::VectorXd target_sum_;      // [hidden]
+  Eigen::VectorXd target_squares_;  // [hidden]
+  std::int64_t target_rows_ = 0;
+  llama::RowMatrix target_;  // [rows, hidden] the target tap, this step
+  VersusH prediction_vs_h_, target_vs_h_;
+};
+
+}  // namespace
+
+MetricValues prompt_metrics(const GenerationResult& result) {
+  const QualitySummary s = generation::summarize({result});
+  return {s.mean_perplexity,   s.distinct_words[0], s.distinct_words[1],
+          s.distinct_words[2], s.distinct_words[3], s.ngram_cosine,
+          s.hidden_cosine,     s.ngram_vendi,       s.hidden_vendi};
+}
+
+ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokenizer,
+                      const std::vector<std::string>& prompts, const EvalSettings& settings,
+                      const EvalConfig& config, const std::function<void(int)>& on_tokens,
+                      const ResultCallback& on_result) {
+  ConfigResult out;
+  out.config = config;
+  generation::GenerationSettings generation_settings;
+  generation_settings.samples = settings.samples;
+  generation_settings.max_new_tokens = settings.max_new_tokens;
+  generation_settings.filter = config.filter;
+  generation_settings.on_tokens = on_tokens;
+  Diagnostics total;
+  double variance_sum = 0.0, residual_sum = 0.0, cosine_sum = 0.0, target_residual_sum = 0.0,
+         target_cosine_sum = 0.0;
+  const auto start = std::chrono::steady_clock::now();
+  for (const std::uint64_t seed : settings.seeds) {
+    // A fresh engine and sampler per seed: a seed's numbers do not depend on the others'.
+    llama::Engine engine(model);
+    std::unique_ptr<ExploratorySampler> sampler;
+    DiagnosticBackend* diagnostic = nullptr;
+    if (config.esamp) {
+      DistillerConfig distiller;
+      distiller.hidden_size = model.hparams.dim;
+      distiller.rank = config.rank > 0 ? config.rank : generation::default_rank(model.hparams);
+      distiller.lr = config.lr;
+      distiller.seed = seed;
+      ExplorationConfig exploration = config.exploration;
+      exploration.max_rows = settings.samples;
+      const BackendFactory observed =
+          [&](const DistillerConfig& bank,
+              const ExplorationConfig& e) -> std::unique_ptr<SamplerBackend> {
+        auto backend = std::make_unique<DiagnosticBackend>(bank, e, config.target_final);
+        diagnostic = backend.get();
+        return backend;
+      };
+      sampler = std::make_unique<ExploratorySampler>(model.hparams.layer_count, distiller,
+                                                     exploration, observed);
+    }
+    generation_settings.seed = seed;
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+      generation_settings.first_sequence = p * static_cast<std::uint64_t>(settings.samples);
+      const GenerationResult result =
+          generation::generate(engine, tokenizer, sampler.get(), prompts[p], generation_settings);
+      out.sampled_tokens += result.sampled_tokens;
+      out.units.push_back(prompt_metrics(result));
+      if (on_result) on_result(seed, p, result);
+    }
+    if (diagnostic != nullptr) {
+      const Diagnostics d = diagnostic->diagnostics();
+      // Seeds weigh equally: their runs have the same prompts and budgets.
+      total.stats.steps += d.stats.steps;
+      total.stats.rows_trained += d.stats.rows_trained;
+      total.stats.rows_mixed += d.stats.rows_mixed;
+      total.stats.rows_skipped_nonfinite += d.stats.rows_skipped_nonfinite;
+      total.stats.slot_updates += d.stats.slot_updates;
+      total.stats.last_loss = d.stats.last_loss;
+      total.stats.mean_loss += d.stats.mean_loss;
+      variance_sum += d.target_variance;
+      residual_sum += d.prediction_residual;
+      cosine_sum += d.prediction_cosine;
+      target_residual_sum += d.target_residual;
+      target_cosine_sum += d.target_cosine;
+    }
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (config.esamp) {
+    const auto seeds = static_cast<double>(settings.seeds.size());
+    total.stats.mean_loss /= seeds;
+    total.target_variance = variance_sum / seeds;
+    total.prediction_residual = residual_sum / seeds;
+    total.prediction_cosine = cosine_sum / seeds;
+    total.target_residual = target_residual_sum / seeds;
+    total.target_cosine = target_cosine_sum / seeds;
+    out.diagnostics = total;
+  }
+  for (std::size_t m = 0; m < kMetricCount; ++m) {
+    std::vector<double> values;
+    values.reserve(out.units.size());
+    for (const MetricValues& unit : out.units) values.push_back(unit[m]);
+    out.metrics[m] = mean_interval(values);
+  }
+  return out;
+}
+
+}  // namespace esamp::eval

@@ -1,0 +1,91 @@
+// Runs one grid configuration over every (seed, prompt): generation, base-model scoring, the
+// per-prompt metrics of DESIGN.md §5 and their intervals, and, for esamp, what the distiller did.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "esamp/backend.hpp"
+#include "generate/generation.hpp"
+#include "generate/quality.hpp"
+#include "grid.hpp"
+#include "interval.hpp"
+
+namespace esamp::eval {
+
+struct MetricInfo {
+  std::string_view key;    // CSV / JSON column stem
+  std::string_view title;  // Markdown heading
+};
+inline constexpr std::size_t kMetricCount = 9;
+inline constexpr std::array<MetricInfo, kMetricCount> kMetrics = {{
+    {"perplexity", "perplexity"},
+    {"distinct_1", "distinct-1"},
+    {"distinct_2", "distinct-2"},
+    {"distinct_3", "distinct-3"},
+    {"distinct_4", "distinct-4"},
+    {"ngram_cosine", "cosine (n-gram)"},
+    {"hidden_cosine", "cosine (hidden)"},
+    {"ngram_vendi", "Vendi (n-gram)"},
+    {"hidden_vendi", "Vendi (hidden)"},
+}};
+// The index of a metric in kMetrics by key (compile-time: a wrong key does not build).
+constexpr std::size_t metric_index(std::string_view key) {
+  for (std::size_t i = 0; i < kMetricCount; ++i)
+    if (kMetrics[i].key == key) return i;
+  return kMetricCount;
+}
+using MetricValues = std::array<double, kMetricCount>;
+
+// One prompt's metrics (a GenerationResult scored with the base model).
+MetricValues prompt_metrics(const generation::GenerationResult& result);
+
+// What the distiller did over a whole configuration (esamp only).
+struct Diagnostics {
+  Stats stats;  // from the sampler; stats.mean_loss is the mean per-step training loss
+  // Mean over dimensions of the training target's variance over all rows: the loss a constant
+  // prediction would reach, so mean_loss / target_variance is the part left unexplained.
+  double target_variance = 0.0;
+  // Latent mode, over mixed rows: ||ŷ − h||² / ||h||² and cos(ŷ, h), ŷ the prediction mixed into
+  // the final-normed state h. Both NaN in candidates mode (h is not seen).
+  double prediction_residual = 0.0;
+  double prediction_cosine = 0.0;
+  // The same for the target tap itself (what a perfect distiller would predict); NaN with
+  // target=final (it is h) and in candidates mode.
+  double target_residual = 0.0;
+  double target_cosine = 0.0;
+};
+
+struct EvalSettings {
+  int samples = 16;
+  int max_new_tokens = 128;
+  std::vector<std::uint64_t> seeds{0};
+};
+
+struct ConfigResult {
+  EvalConfig config;
+  std::vector<MetricValues> units;  // [seeds x prompts], seed-major: the interval's samples
+  std::array<Interval, kMetricCount> metrics{};
+  std::int64_t sampled_tokens = 0;
+  double seconds = 0.0;  // wall time of generation and scoring
+  std::optional<Diagnostics> diagnostics;
+};
+
+// Called after each prompt with its generation (e.g. to write the texts out).
+using ResultCallback = std::function<void(std::uint64_t seed, std::size_t prompt,
+                                          const generation::GenerationResult& result)>;
+
+// Evaluates `config` on every prompt for every seed. Seed s draws with SampleKey.seed = s, its
+// distiller is initialised from s, and prompt p's samples are sequences p*samples ...; so a
+// configuration's numbers depend only on the seeds, never on the rest of the grid.
+ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokenizer,
+                      const std::vector<std::string>& prompts, const EvalSettings& settings,
+                      const EvalConfig& config, const std::function<void(int)>& on_tokens = {},
+                      const ResultCallback& on_result = {});
+
+}  // namespace esamp::eval

@@ -1,0 +1,154 @@
+// The option table of esamp-eval and the parser that walks it.
+#include "options.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <string_view>
+
+#include "grid.hpp"
+
+namespace esamp::eval {
+namespace {
+
+using generation::parse_int;
+using generation::parse_number;
+using generation::usage_error;
+
+constexpr std::string_view kPromptsFile = "bench/prompts/stories.txt";
+
+std::vector<std::uint64_t> parse_seeds(std::string_view option, std::string_view text) {
+  std::vector<std::uint64_t> seeds;
+  for (std::size_t start = 0;;) {
+    const std::size_t end = text.find(',', start);
+    const std::uint64_t seed = parse_number<std::uint64_t>(
+        option, text.substr(start, end - start), "comma-separated unsigned 64-bit integers");
+    if (std::find(seeds.begin(), seeds.end(), seed) != seeds.end())
+      usage_error("{} {}: the seed {} is given twice", option, text, seed);
+    seeds.push_back(seed);
+    if (end == std::string_view::npos) return seeds;
+    start = end + 1;
+  }
+}
+
+struct OptionSpec {
+  std::string_view name;
+  std::string_view value_name;  // empty for a flag
+  std::string_view help;
+  std::function<void(EvalOptions&, std::string_view option, const std::string& value)> apply;
+};
+
+const std::vector<OptionSpec>& option_table() {
+  constexpr int kMaxSamples = 4096;
+  constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
+  static const std::vector<OptionSpec> table = {
+      {"--model", "PATH",
+       "GGUF model, or llama2.c .bin with --tokenizer [$ESAMP_MODEL_DIR/stories260K.gguf]",
+       [](EvalOptions& o, auto, const std::string& v) { o.model_path = v; }},
+      {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
+       [](EvalOptions& o, auto, const std::string& v) { o.tokenizer_path = v; }},
+      {"--prompts-file", "PATH",
+       "one prompt per line, blank lines skipped [bench/prompts/stories.txt]",
+       [](EvalOptions& o, auto, const std::string& v) { o.prompts_file = v; }},
+      {"--prompts", "N", "use only the first N prompts of the file [all]",
+       [](EvalOptions& o, auto option, const std::string& v) {
+         o.prompt_limit = parse_int(option, v, 1, 1 << 20);
+       }},
+      {"--samples", "N", "samples per prompt, decoded as one batch and one esamp group [16]",
+       [](EvalOptions& o, auto option, const std::string& v) {
+         o.samples = parse_int(option, v, 2, kMaxSamples);
+       }},
+      {"--tokens", "N", "new tokens per sample (fewer when it ends with EOS/BOS) [128]",
+       [](EvalOptions& o, auto option, const std::string& v) {
+         o.new_tokens = parse_int(option, v, 1, kMaxTokens);
+       }},
+      {"--seeds", "S[,S...]", "seeds; each runs every prompt again (draws and distiller init) [0]",
+       [](EvalOptions& o, auto option, const std::string& v) { o.seeds = parse_seeds(option, v); }},
+      {"--curve", "SPEC", "a curve of the grid (repeatable; replaces the default grid), see below",
+       [](EvalOptions& o, auto, const std::string& v) {
+         parse_curve(v);  // reject a bad spec here, with the others
+         o.curves.push_back(v);
+       }},
+      {"--csv", "PATH", "write the CSV (one row per configuration) to PATH",
+       [](EvalOptions& o, auto, const std::string& v) { o.csv_path = v; }},
+      {"--texts", "PATH", "write every sample as one JSON line to PATH",
+       [](EvalOptions& o, auto, const std::string& v) { o.texts_path = v; }},
+      {"--json", "", "JSON on stdout instead of the Markdown summary",
+       [](EvalOptions& o, auto, auto&) { o.json = true; }},
+      {"--dry-run", "", "print the grid and the time estimate, run nothing",
+       [](EvalOptions& o, auto, auto&) { o.dry_run = true; }},
+      {"--quiet", "", "no estimate, progress or per-configuration lines on stderr",
+       [](EvalOptions& o, auto, auto&) { o.quiet = true; }},
+      {"--help", "", "this text", [](EvalOptions& o, auto, auto&) { o.help = true; }},
+  };
+  return table;
+}
+
+}  // namespace
+
+EvalOptions parse_options(int argc, const char* const* argv) {
+  EvalOptions options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view argument = argv[i];
+    const std::size_t equals = argument.find('=');
+    const std::string_view name = argument.substr(0, equals);
+    const auto& table = option_table();
+    const auto spec = std::find_if(table.begin(), table.end(),
+                                   [name](const OptionSpec& s) { return s.name == name; });
+    if (spec == table.end()) usage_error("unknown option '{}' (see --help)", argument);
+    std::string value;
+    if (spec->value_name.empty()) {
+      if (equals != std::string_view::npos) usage_error("{} takes no value ('{}')", name, argument);
+    } else if (equals != std::string_view::npos) {
+      value = argument.substr(equals + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      usage_error("{} needs a value: {} {}", name, name, spec->value_name);
+    }
+    spec->apply(options, name, value);
+  }
+  return options;
+}
+
+std::string usage(const char* program) {
+  std::string text = fmt::format(
+      "Usage: {} [options]\n"
+      "Evaluates a grid of sampling configurations (plain temperature, min-p, esamp) on a prompts\n"
+      "file: perplexity under the base model and the diversity of each prompt's samples, with 95%\n"
+      "intervals over prompts, and esamp's diversity gap at matched perplexity (DESIGN.md §5).\n\n"
+      "Options:\n",
+      program);
+  for (const OptionSpec& spec : option_table()) {
+    const std::string left = spec.value_name.empty()
+                                 ? std::string(spec.name)
+                                 : fmt::format("{} {}", spec.name, spec.value_name);
+    text += fmt::format("  {:<32} {}\n", left, spec.help);
+  }
+  text +=
+      "\nA curve: 'NAME: key=v1,v2; key=v', one configuration per combination of the values.\n"
+      "  T, min_p                 temperature [1] and min-p [0] of the draw\n"
+      "  beta, mix, sharing       esamp: strength [0.5], latent|candidates [latent], group|global\n"
+      "  rank, lr, warmup         distiller rank [128 capped at the hidden size], lr [0.001],\n"
+      "                           updates before mixing [1]\n"
+      "  source, target           taps LAYER@SITE (SITE: layer_input, layer_input_normed "
+      "[default],\n"
+      "                           layer_output; LAYER -1 = last) [0@..., -1@...]; target=final\n"
+      "                           trains on the final-normed state h that latent mixing moves\n"
+      "Any esamp key makes the curve esamp; the others are plain sampling.\n\nDefault grid:\n";
+  for (const std::string& curve : default_curves()) text += fmt::format("  --curve '{}'\n", curve);
+  text +=
+      "\nExit status: 0 success, 1 runtime error (e.g. a model file that cannot be read), 2 bad "
+      "option or value.\n";
+  return text;
+}
+
+std::string default_prompts_file() {
+  const std::string relative(kPromptsFile);
+  if (std::ifstream(relative)) return relative;
+  return fmt::format("{}/{}", ESAMP_SOURCE_DIR, kPromptsFile);
+}
+
+}  // namespace esamp::eval
