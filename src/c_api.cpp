@@ -20,6 +20,7 @@ using esamp::fail;
 static_assert(ESAMP_SITE_LAYER_INPUT == static_cast<int>(esamp::Site::layer_input));
 static_assert(ESAMP_SITE_LAYER_INPUT_NORMED == static_cast<int>(esamp::Site::layer_input_normed));
 static_assert(ESAMP_SITE_LAYER_OUTPUT == static_cast<int>(esamp::Site::layer_output));
+static_assert(ESAMP_SITE_FINAL_NORMED == static_cast<int>(esamp::Site::final_normed));
 static_assert(ESAMP_MIX_LATENT == static_cast<int>(esamp::MixMode::latent));
 static_assert(ESAMP_MIX_CANDIDATES == static_cast<int>(esamp::MixMode::candidates));
 static_assert(ESAMP_SHARING_PER_GROUP == static_cast<int>(esamp::Sharing::per_group));
@@ -112,7 +113,7 @@ To to_enum(const CEnum& value, int count, const char* owner, const char* field, 
 }
 
 esamp::Site to_site(const esamp_site& site, const char* owner, const char* field) {
-  return to_enum<esamp::Site>(site, 3, owner, field, "esamp_site");
+  return to_enum<esamp::Site>(site, 4, owner, field, "esamp_site");
 }
 
 // The caller's struct over the defaults: fields past its struct_size (an older esamp.h) keep them.

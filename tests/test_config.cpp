@@ -108,6 +108,15 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
     c.source.layer = 4;
     expected = "must come after the source";
   }
+  SECTION("the final norm as the source") {
+    c.source = {-1, esamp::Site::final_normed};
+    expected = "ExplorationConfig.source.site = final_normed: the source must be a layer's tensor";
+  }
+  SECTION("the final norm at another layer") {
+    c.target = {2, esamp::Site::final_normed};
+    expected = "ExplorationConfig.target = (layer 2, final_normed): the final norm follows the last "
+               "layer, 4 (or -1)";
+  }
   SECTION("warmup_updates") {
     c.warmup_updates = -1;
     expected = "ExplorationConfig.warmup_updates = -1: must be in [0, 1000000]";
@@ -127,5 +136,9 @@ TEST_CASE("a target later in the same layer than the source is valid", "[config]
   ExplorationConfig c;
   c.source = {2, esamp::Site::layer_input_normed};
   c.target = {2, esamp::Site::layer_output};
+  REQUIRE_NOTHROW(c.validate(5));
+  c.target = {-1, esamp::Site::final_normed};
+  REQUIRE_NOTHROW(c.validate(5));
+  c.source = {4, esamp::Site::layer_output};  // still before the final norm
   REQUIRE_NOTHROW(c.validate(5));
 }

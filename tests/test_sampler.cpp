@@ -412,3 +412,27 @@ TEST_CASE("a sampler's bank saved and loaded continues bit for bit", "[sampler][
   REQUIRE_THROWS_WITH(b.load_bank(path), Contains("load_bank: called inside a step"));
   std::remove(path.c_str());
 }
+
+TEST_CASE("a final_normed target is delivered before mixing and trains on the unmixed state",
+          "[sampler]") {
+  ExplorationConfig e = exploration_config(1.0f);
+  e.target = {-1, Site::final_normed};
+  ExploratorySampler s(kLayers, distiller_config(), e);
+  LatentDistiller reference(distiller_config(1));
+  const GroupId g = s.open_group();
+  for (std::uint32_t t = 0; t < 3; ++t) {
+    const StepInputs in = random_step(2, 1300 + 3 * t);
+    s.begin_step(std::vector<GroupId>(2, g));
+    REQUIRE(s.wants(kLayers - 1, Site::final_normed));
+    REQUIRE_FALSE(s.wants(kLayers - 1, Site::layer_input_normed));
+    s.on_hidden(0, Site::layer_input_normed, cview(in.source));
+    Mat h = in.final_hidden;
+    s.on_hidden(kLayers - 1, Site::final_normed, cview(h));
+    s.mix_hidden(view(h));
+    s.end_step();
+    reference.train_step(std::vector<int>(2, 0), cview(in.source), cview(in.final_hidden));
+  }
+  const Span<const float> got = s.distiller().slot_array(BankArray::parameters, s.slot_of(g));
+  const Span<const float> want = reference.slot_array(BankArray::parameters, 0);
+  REQUIRE(bit_equal(got.data(), want.data(), got.size()));
+}

@@ -201,6 +201,7 @@ const RowMatrix& Engine::step(Span<const StepRow> rows, const StepHooks& hooks) 
   for (SequenceCache* cache : row_caches_) ++cache->length;
 
   rms_norm(w.final_norm);
+  tap(hp.layer_count - 1, Site::final_normed, normed_);
   if (sampler != nullptr && !mix_candidates) sampler->mix_hidden(mutable_view_of(normed_));
   logits_.noalias() = normed_ * w.lm_head.transpose();
   if (mix_candidates)

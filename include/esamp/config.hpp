@@ -15,6 +15,7 @@ enum class Site : std::uint8_t {
   layer_input,         // the residual stream entering the layer
   layer_input_normed,  // after the layer's input norm (llama.cpp attn_norm, HF input_layernorm)
   layer_output,        // the residual stream leaving the layer
+  final_normed,        // after the model's final norm: what the LM head reads (last layer only)
 };
 enum class MixMode : std::uint8_t { latent, candidates };
 enum class Sharing : std::uint8_t { per_group, global };
@@ -25,6 +26,7 @@ constexpr std::string_view name(Site s) {
     case Site::layer_input: return "layer_input";
     case Site::layer_input_normed: return "layer_input_normed";
     case Site::layer_output: return "layer_output";
+    case Site::final_normed: return "final_normed";
   }
   return "?";
 }
@@ -104,6 +106,12 @@ inline void ExplorationConfig::validate(int num_layers) const {
   check_tap("target", target);
   const int s = source.layer < 0 ? source.layer + num_layers : source.layer;
   const int d = target.layer < 0 ? target.layer + num_layers : target.layer;
+  if (source.site == Site::final_normed)
+    fail("ExplorationConfig.source.site = final_normed: the source must be a layer's tensor");
+  if (target.site == Site::final_normed && d != num_layers - 1)
+    fail("ExplorationConfig.target = (layer {}, final_normed): the final norm follows the last "
+         "layer, {} (or -1)",
+         target.layer, num_layers - 1);
   if (s > d || (s == d && static_cast<int>(source.site) >= static_cast<int>(target.site)))
     fail("ExplorationConfig.target = (layer {}, {}): must come after the source (layer {}, {})", d,
          name(target.site), s, name(source.site));

@@ -45,7 +45,8 @@ typedef enum esamp_status {
 typedef enum esamp_site {
   ESAMP_SITE_LAYER_INPUT = 0,        /* the residual stream entering the layer */
   ESAMP_SITE_LAYER_INPUT_NORMED = 1, /* after the layer's input norm (llama.cpp attn_norm) */
-  ESAMP_SITE_LAYER_OUTPUT = 2        /* the residual stream leaving the layer */
+  ESAMP_SITE_LAYER_OUTPUT = 2,       /* the residual stream leaving the layer */
+  ESAMP_SITE_FINAL_NORMED = 3        /* after the final norm: what the LM head reads (last layer) */
 } esamp_site;
 
 typedef enum esamp_mix_mode {

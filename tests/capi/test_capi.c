@@ -94,7 +94,7 @@ static esamp_exploration_params exploration_params(esamp_mix_mode mix) {
 static void deliver_taps(esamp_sampler* s, const float* x, const float* y, size_t rows) {
   int layer, site, wanted = 0;
   for (layer = 0; layer < kLayers; ++layer) {
-    for (site = ESAMP_SITE_LAYER_INPUT; site <= ESAMP_SITE_LAYER_OUTPUT; ++site) {
+    for (site = ESAMP_SITE_LAYER_INPUT; site <= ESAMP_SITE_FINAL_NORMED; ++site) {
       bool wants = false;
       CHECK_OK(esamp_wants(s, layer, (esamp_site)site, &wants));
       if (!wants) continue;

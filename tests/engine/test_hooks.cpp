@@ -62,7 +62,8 @@ TEST_CASE("every tap site of every layer reaches the sampler") {
   const auto [source, target] =
       GENERATE_COPY(std::make_pair(Tap{0, Site::layer_input}, Tap{0, Site::layer_output}),
                     std::make_pair(Tap{1, Site::layer_input_normed}, Tap{last, Site::layer_input}),
-                    std::make_pair(Tap{2, Site::layer_output}, Tap{last, Site::layer_output}));
+                    std::make_pair(Tap{2, Site::layer_output}, Tap{last, Site::layer_output}),
+                    std::make_pair(Tap{0, Site::layer_input_normed}, Tap{-1, Site::final_normed}));
   const auto sampler = make_sampler(model, 0.5f, MixMode::latent, source, target);
   // end_step fails when a tap was not delivered; training needs both.
   greedy_generation(model, 10, sampler.get());
