@@ -39,15 +39,12 @@ class VersusH {
 };
 
 // The CPU backend, observed: it accumulates the training target's statistics and, in latent mode,
-// how the mixed prediction ŷ relates to h. With target_final it trains on h itself (copied before
-// mixing) and ignores the configured target tap.
+// how the mixed prediction ŷ relates to h.
 class DiagnosticBackend final : public SamplerBackend {
  public:
-  DiagnosticBackend(const DistillerConfig& bank, const ExplorationConfig& exploration,
-                    bool target_final)
+  DiagnosticBackend(const DistillerConfig& bank, const ExplorationConfig& exploration)
       : inner_(bank, exploration),
         beta_(exploration.beta),
-        target_final_(target_final),
         target_sum_(Eigen::VectorXd::Zero(bank.hidden_size)),
         target_squares_(Eigen::VectorXd::Zero(bank.hidden_size)) {}
 
@@ -56,7 +53,6 @@ class DiagnosticBackend final : public SamplerBackend {
   void begin_step(Span<const int> row_slots) override { inner_.begin_step(row_slots); }
   void on_source(const ConstMatrixView& source) override { inner_.on_source(source); }
   void on_target(const ConstMatrixView& target) override {
-    if (target_final_) return;
     observe_target(target);
     target_.resize(target.rows, target.cols);
     for (std::int64_t r = 0; r < target.rows; ++r)
@@ -68,15 +64,9 @@ class DiagnosticBackend final : public SamplerBackend {
     before_.resize(final_hidden.rows, final_hidden.cols);
     for (std::int64_t r = 0; r < final_hidden.rows; ++r)
       for (std::int64_t c = 0; c < final_hidden.cols; ++c) before_(r, c) = final_hidden.at(r, c);
-    const ConstMatrixView h(before_.data(), before_.rows(), before_.cols());
-    if (target_final_) {
-      observe_target(h);
-      inner_.on_target(h);
-    } else {
-      // What a perfect distiller would mix in: the target tap, against h.
-      for (Eigen::Index r = 0; r < before_.rows(); ++r)
-        target_vs_h_.add(target_.row(r).cast<double>(), before_.row(r).cast<double>());
-    }
+    // What a perfect distiller would mix in: the target tap, against h.
+    for (Eigen::Index r = 0; r < before_.rows(); ++r)
+      target_vs_h_.add(target_.row(r).cast<double>(), before_.row(r).cast<double>());
     inner_.mix_hidden(final_hidden);
     if (beta_ == 0.0f) return;
     for (std::int64_t r = 0; r < final_hidden.rows; ++r) {
@@ -129,7 +119,6 @@ class DiagnosticBackend final : public SamplerBackend {
 
   cpu::SamplerBackendCpu inner_;
   double beta_;
-  bool target_final_;
   llama::RowMatrix before_;         // [rows, hidden] h before mixing, this step
   Eigen::VectorXd target_sum_;      // [hidden]
   Eigen::VectorXd target_squares_;  // [hidden]
@@ -178,7 +167,7 @@ ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokeniz
       const BackendFactory observed =
           [&](const DistillerConfig& bank,
               const ExplorationConfig& e) -> std::unique_ptr<SamplerBackend> {
-        auto backend = std::make_unique<DiagnosticBackend>(bank, e, config.target_final);
+        auto backend = std::make_unique<DiagnosticBackend>(bank, e);
         diagnostic = backend.get();
         return backend;
       };

@@ -55,8 +55,8 @@ struct Diagnostics {
   // the final-normed state h. Both NaN in candidates mode (h is not seen).
   double prediction_residual = 0.0;
   double prediction_cosine = 0.0;
-  // The same for the target tap itself (what a perfect distiller would predict); NaN with
-  // target=final (it is h) and in candidates mode.
+  // The same for the target tap itself (what a perfect distiller would predict; exact with
+  // target=final, which is h); NaN in candidates mode.
   double target_residual = 0.0;
   double target_cosine = 0.0;
 };

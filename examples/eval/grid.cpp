@@ -88,9 +88,8 @@ const std::vector<KeySpec>& key_table() {
        [](EvalConfig& c, auto option, auto v) { c.exploration.source = parse_tap(option, v); }},
       {"target", true,
        [](EvalConfig& c, auto option, auto v) {
-         c.target_final = v == "final";
-         // The sampler still needs a target tap after the source: the last one the engine has.
-         c.exploration.target = c.target_final ? Tap{-1, Site::layer_output} : parse_tap(option, v);
+         // final: the final-normed state h that mixing moves (Site::final_normed).
+         c.exploration.target = v == "final" ? Tap{-1, Site::final_normed} : parse_tap(option, v);
        }},
   };
   return table;
@@ -125,7 +124,7 @@ std::string EvalConfig::label() const {
   if (exploration.source.layer != defaults.source.layer ||
       exploration.source.site != defaults.source.site)
     text += " source=" + tap_text(exploration.source);
-  if (target_final) {
+  if (exploration.target.site == Site::final_normed) {
     text += " target=final";
   } else if (exploration.target.layer != defaults.target.layer ||
              exploration.target.site != defaults.target.site) {
@@ -171,9 +170,6 @@ std::vector<EvalConfig> parse_curve(std::string_view spec) {
       const KeySpec& key = keys[axes[a].first];
       key.apply(config, fmt::format("--curve {}: {}", curve, key.key), axes[a].second[at[a]]);
     }
-    if (config.target_final && config.exploration.mix != MixMode::latent)
-      usage_error("--curve {}: target=final needs mix=latent (candidates mode never sees h)",
-                  curve);
     configs.push_back(std::move(config));
     more = false;
     for (std::size_t a = axes.size(); a-- > 0;) {

@@ -17,9 +17,6 @@ struct EvalConfig {
   Filter filter;       // temperature and min-p of the draw (candidates mode: also picks C)
   bool esamp = false;  // false: plain sampling, no sampler at all
   ExplorationConfig exploration;
-  // Train the distiller on the final-normed state h that mixing moves, instead of the target tap
-  // (an investigation option: ŷ then lives in h's space; latent mode only).
-  bool target_final = false;
   int rank = 0;  // 0: DESIGN.md's 128 capped at the model's hidden size
   float lr = DistillerConfig{}.lr;
 

@@ -136,7 +136,7 @@ std::string usage(const char* program) {
       "  source, target           taps LAYER@SITE (SITE: layer_input, layer_input_normed "
       "[default],\n"
       "                           layer_output; LAYER -1 = last) [0@..., -1@...]; target=final\n"
-      "                           trains on the final-normed state h that latent mixing moves\n"
+      "                           trains on the final-normed state h that mixing moves\n"
       "Any esamp key makes the curve esamp; the others are plain sampling.\n\nDefault grid:\n";
   for (const std::string& curve : default_curves()) text += fmt::format("  --curve '{}'\n", curve);
   text +=

@@ -94,7 +94,7 @@ std::string csv_text(const std::vector<ConfigResult>& results) {
           fmt::format(",{},{},{},{},{},{},{},{}", number(c.exploration.beta),
                       name(c.exploration.mix), name(c.exploration.sharing), c.rank, number(c.lr),
                       c.exploration.warmup_updates, tap_text(c.exploration.source),
-                      c.target_final ? "final" : tap_text(c.exploration.target));
+                      tap_text(c.exploration.target));
     } else {
       text += ",,,,,,,,";
     }
@@ -189,7 +189,7 @@ std::string json_text(const RunInfo& info, const std::vector<ConfigResult>& resu
       json.key("rank").value(c.rank).key("lr").value(static_cast<double>(c.lr));
       json.key("warmup").value(c.exploration.warmup_updates);
       json.key("source").value(tap_text(c.exploration.source));
-      json.key("target").value(c.target_final ? "final" : tap_text(c.exploration.target));
+      json.key("target").value(tap_text(c.exploration.target));
     }
     json.key("sampled_tokens").value(r.sampled_tokens).key("seconds").value(r.seconds);
     if (r.diagnostics) {

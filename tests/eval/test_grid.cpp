@@ -70,17 +70,15 @@ TEST_CASE("every esamp key is parsed and shows in the label") {
   CHECK(c.exploration.source.site == Site::layer_input);
   CHECK(c.exploration.target.layer == -2);
   CHECK(c.exploration.target.site == Site::layer_output);
-  CHECK_FALSE(c.target_final);
   CHECK(c.label() ==
         "T=1.2 min_p=0.05 beta=1 candidates global rank=16 lr=0.01 warmup=4 source=1@layer_input "
         "target=-2@layer_output");
 }
 
-TEST_CASE("target=final trains on h; the sampler's tap is the last layer's output") {
+TEST_CASE("target=final trains on h: the sampler's target is the final-normed state") {
   const EvalConfig c = parse_curve("f: target=final").front();
-  CHECK(c.target_final);
   CHECK(c.exploration.target.layer == -1);
-  CHECK(c.exploration.target.site == Site::layer_output);
+  CHECK(c.exploration.target.site == Site::final_normed);
   CHECK(c.label() == "T=1 beta=0.5 latent group target=final");
 }
 
@@ -100,7 +98,6 @@ TEST_CASE("a bad curve spec is a UsageError naming the spec, the key and the val
       {"c: rank=0", "--curve c: rank 0: expected an integer in [1,"},
       {"c: source=0@attn", "--curve c: source 'attn': expected layer_input or"},
       {"c: target=x@layer_output", "--curve c: target 'x': expected an integer"},
-      {"c: mix=candidates; target=final", "--curve c: target=final needs mix=latent"},
   }));
   CAPTURE(spec);
   CHECK_THROWS_AS(parse_curve(spec), UsageError);
