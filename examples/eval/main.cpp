@@ -23,7 +23,6 @@ namespace {
 
 using generation::UsageError;
 
-constexpr int kUsageExit = 2;
 constexpr std::size_t kCalibrationPrompts = 2;
 
 std::string resolve_model_path(const EvalOptions& options) {
@@ -194,13 +193,6 @@ int run_program(int argc, const char* const* argv) {
 }  // namespace esamp::eval
 
 int main(int argc, char** argv) {
-  try {
-    return esamp::eval::run_program(argc, argv);
-  } catch (const esamp::generation::UsageError& e) {
-    fmt::print(stderr, "esamp-eval: {}\n", e.what());
-    return esamp::eval::kUsageExit;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "esamp-eval: {}\n", e.what());
-    return 1;
-  }
+  return esamp::generation::run_guarded("esamp-eval",
+                                        [&] { return esamp::eval::run_program(argc, argv); });
 }

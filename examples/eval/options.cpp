@@ -13,6 +13,10 @@
 namespace esamp::eval {
 namespace {
 
+using generation::kExitStatusHelp;
+using generation::options_help;
+using generation::OptionSpec;
+using generation::parse_command_line;
 using generation::parse_int;
 using generation::parse_number;
 using generation::usage_error;
@@ -33,17 +37,10 @@ std::vector<std::uint64_t> parse_seeds(std::string_view option, std::string_view
   }
 }
 
-struct OptionSpec {
-  std::string_view name;
-  std::string_view value_name;  // empty for a flag
-  std::string_view help;
-  std::function<void(EvalOptions&, std::string_view option, const std::string& value)> apply;
-};
-
-const std::vector<OptionSpec>& option_table() {
+const std::vector<OptionSpec<EvalOptions>>& option_table() {
   constexpr int kMaxSamples = 4096;
   constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
-  static const std::vector<OptionSpec> table = {
+  static const std::vector<OptionSpec<EvalOptions>> table = {
       {"--model", "PATH",
        "GGUF model, or llama2.c .bin with --tokenizer [$ESAMP_MODEL_DIR/stories260K.gguf]",
        [](EvalOptions& o, auto, const std::string& v) { o.model_path = v; }},
@@ -90,26 +87,7 @@ const std::vector<OptionSpec>& option_table() {
 
 EvalOptions parse_options(int argc, const char* const* argv) {
   EvalOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view argument = argv[i];
-    const std::size_t equals = argument.find('=');
-    const std::string_view name = argument.substr(0, equals);
-    const auto& table = option_table();
-    const auto spec = std::find_if(table.begin(), table.end(),
-                                   [name](const OptionSpec& s) { return s.name == name; });
-    if (spec == table.end()) usage_error("unknown option '{}' (see --help)", argument);
-    std::string value;
-    if (spec->value_name.empty()) {
-      if (equals != std::string_view::npos) usage_error("{} takes no value ('{}')", name, argument);
-    } else if (equals != std::string_view::npos) {
-      value = argument.substr(equals + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      usage_error("{} needs a value: {} {}", name, name, spec->value_name);
-    }
-    spec->apply(options, name, value);
-  }
+  parse_command_line(argc, argv, option_table(), options);
   return options;
 }
 
@@ -119,14 +97,8 @@ std::string usage(const char* program) {
       "Evaluates a grid of sampling configurations (plain temperature, min-p, esamp) on a prompts\n"
       "file: perplexity under the base model and the diversity of each prompt's samples, with 95%\n"
       "intervals over prompts, and esamp's diversity gap at matched perplexity (DESIGN.md §5).\n\n"
-      "Options:\n",
-      program);
-  for (const OptionSpec& spec : option_table()) {
-    const std::string left = spec.value_name.empty()
-                                 ? std::string(spec.name)
-                                 : fmt::format("{} {}", spec.name, spec.value_name);
-    text += fmt::format("  {:<32} {}\n", left, spec.help);
-  }
+      "{}",
+      program, options_help(option_table()));
   text +=
       "\nA curve: 'NAME: key=v1,v2; key=v', one configuration per combination of the values.\n"
       "  T, min_p                 temperature [1] and min-p [0] of the draw\n"
@@ -139,9 +111,7 @@ std::string usage(const char* program) {
       "                           trains on the final-normed state h that mixing moves\n"
       "Any esamp key makes the curve esamp; the others are plain sampling.\n\nDefault grid:\n";
   for (const std::string& curve : default_curves()) text += fmt::format("  --curve '{}'\n", curve);
-  text +=
-      "\nExit status: 0 success, 1 runtime error (e.g. a model file that cannot be read), 2 bad "
-      "option or value.\n";
+  text += fmt::format("\n{}", kExitStatusHelp);
   return text;
 }
 

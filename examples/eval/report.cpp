@@ -90,11 +90,10 @@ std::string csv_text(const std::vector<ConfigResult>& results) {
     text += fmt::format("{},{},{},{},{}", c.curve, c.method(), c.label(),
                         number(c.filter.temperature), number(c.filter.min_p));
     if (c.esamp) {
-      text +=
-          fmt::format(",{},{},{},{},{},{},{},{}", number(c.exploration.beta),
-                      name(c.exploration.mix), name(c.exploration.sharing), c.rank, number(c.lr),
-                      c.exploration.warmup_updates, tap_text(c.exploration.source),
-                      tap_text(c.exploration.target));
+      text += fmt::format(",{},{},{},{},{},{},{},{}", number(c.exploration.beta),
+                          name(c.exploration.mix), name(c.exploration.sharing), c.rank,
+                          number(c.lr), c.exploration.warmup_updates,
+                          tap_text(c.exploration.source), tap_text(c.exploration.target));
     } else {
       text += ",,,,,,,,";
     }

@@ -24,8 +24,6 @@
 namespace esamp::generation {
 namespace {
 
-constexpr int kUsageExit = 2;
-
 // One method's results over every prompt.
 struct Run {
   const char* method;  // "plain" or "esamp"
@@ -251,13 +249,6 @@ int run_program(int argc, const char* const* argv) {
 }  // namespace esamp::generation
 
 int main(int argc, char** argv) {
-  try {
-    return esamp::generation::run_program(argc, argv);
-  } catch (const esamp::generation::UsageError& e) {
-    fmt::print(stderr, "esamp-generate: {}\n", e.what());
-    return esamp::generation::kUsageExit;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "esamp-generate: {}\n", e.what());
-    return 1;
-  }
+  return esamp::generation::run_guarded("esamp-generate",
+                                        [&] { return esamp::generation::run_program(argc, argv); });
 }

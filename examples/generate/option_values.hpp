@@ -1,12 +1,16 @@
-// Value parsers of the table-driven command lines (esamp-generate, esamp-eval): each throws a
-// UsageError naming the option and the value, which the programs turn into exit status 2.
+// The table-driven command lines of esamp-generate and esamp-eval: the option table, its parser
+// and help text, the value parsers (each throws a UsageError naming the option and the value) and
+// the guard that turns errors into exit statuses (2 for usage, 1 for anything else).
 #pragma once
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -79,6 +83,71 @@ inline std::vector<std::string> read_prompts(std::string_view option, const std:
   }
   if (prompts.empty()) usage_error("{} {}: the file holds no prompt", option, path);
   return prompts;
+}
+
+// One row of a program's option table: `--name VALUE` (or a flag when value_name is empty).
+template <class Options>
+struct OptionSpec {
+  std::string_view name;
+  std::string_view value_name;  // empty for a flag
+  std::string_view help;
+  std::function<void(Options&, std::string_view option, const std::string& value)> apply;
+};
+
+// Applies the command line to `options` through `table`: `--name VALUE`, `--name=VALUE`, flags.
+template <class Options>
+void parse_command_line(int argc, const char* const* argv,
+                        const std::vector<OptionSpec<Options>>& table, Options& options) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view argument = argv[i];
+    const std::size_t equals = argument.find('=');
+    const std::string_view name = argument.substr(0, equals);
+    const auto spec = std::find_if(table.begin(), table.end(),
+                                   [name](const OptionSpec<Options>& s) { return s.name == name; });
+    if (spec == table.end()) usage_error("unknown option '{}' (see --help)", argument);
+    std::string value;
+    if (spec->value_name.empty()) {
+      if (equals != std::string_view::npos) usage_error("{} takes no value ('{}')", name, argument);
+    } else if (equals != std::string_view::npos) {
+      value = argument.substr(equals + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      usage_error("{} needs a value: {} {}", name, name, spec->value_name);
+    }
+    spec->apply(options, name, value);
+  }
+}
+
+// The "Options:" part of --help, one line per row of `table`.
+template <class Options>
+std::string options_help(const std::vector<OptionSpec<Options>>& table) {
+  std::string text = "Options:\n";
+  for (const OptionSpec<Options>& spec : table) {
+    const std::string left = spec.value_name.empty()
+                                 ? std::string(spec.name)
+                                 : fmt::format("{} {}", spec.name, spec.value_name);
+    text += fmt::format("  {:<32} {}\n", left, spec.help);
+  }
+  return text;
+}
+
+constexpr std::string_view kExitStatusHelp =
+    "Exit status: 0 success, 1 runtime error (e.g. a model file that cannot be read), 2 bad option "
+    "or value.\n";
+
+// Runs a program's body: a UsageError exits 2, any other error 1, each with one line on stderr.
+template <class Body>
+int run_guarded(std::string_view program, Body&& body) {
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}: {}\n", program, e.what());
+    return 1;
+  }
 }
 
 }  // namespace esamp::generation

@@ -3,8 +3,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <functional>
 #include <string_view>
 
 #include "option_values.hpp"
@@ -12,27 +10,31 @@
 namespace esamp::generation {
 namespace {
 
-struct OptionSpec {
-  std::string_view name;
-  std::string_view value_name;  // empty for a flag
-  std::string_view help;
-  std::function<void(Options&, std::string_view option, const std::string& value)> apply;
-};
+void take_prompt_option(Options& o, std::string_view option) {
+  if (o.prompt_given) usage_error("{}: give one of --prompt and --prompts-file, once", option);
+  o.prompt_given = true;
+}
 
-const std::vector<OptionSpec>& option_table() {
+const std::vector<OptionSpec<Options>>& option_table() {
   constexpr int kMaxSamples = 4096;
   constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
-  static const std::vector<OptionSpec> table = {
+  static const std::vector<OptionSpec<Options>> table = {
       {"--model", "PATH",
        "GGUF model, or llama2.c .bin with --tokenizer [$ESAMP_MODEL_DIR/stories260K.gguf]",
        [](Options& o, auto, const std::string& v) { o.model_path = v; }},
       {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
        [](Options& o, auto, const std::string& v) { o.tokenizer_path = v; }},
       {"--prompt", "TEXT", "the prompt [Once upon a time]",
-       [](Options& o, auto, const std::string& v) { o.prompts = {v}; }},
+       [](Options& o, auto option, const std::string& v) {
+         take_prompt_option(o, option);
+         o.prompts = {v};
+       }},
       {"--prompts-file", "PATH",
        "one prompt per line (blank lines skipped), each its own group, run one after another",
-       [](Options& o, auto option, const std::string& v) { o.prompts = read_prompts(option, v); }},
+       [](Options& o, auto option, const std::string& v) {
+         take_prompt_option(o, option);
+         o.prompts = read_prompts(option, v);
+       }},
       {"--samples", "N", "samples per prompt, decoded as one batch [8]",
        [](Options& o, auto option, const std::string& v) {
          o.samples = parse_int(option, v, 1, kMaxSamples);
@@ -103,51 +105,17 @@ const std::vector<OptionSpec>& option_table() {
 
 Options parse_options(int argc, const char* const* argv) {
   Options options;
-  bool prompt_seen = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view argument = argv[i];
-    const std::size_t equals = argument.find('=');
-    const std::string_view name = argument.substr(0, equals);
-    const auto& table = option_table();
-    const auto spec = std::find_if(table.begin(), table.end(),
-                                   [name](const OptionSpec& s) { return s.name == name; });
-    if (spec == table.end()) usage_error("unknown option '{}' (see --help)", argument);
-    std::string value;
-    if (spec->value_name.empty()) {
-      if (equals != std::string_view::npos) usage_error("{} takes no value ('{}')", name, argument);
-    } else if (equals != std::string_view::npos) {
-      value = argument.substr(equals + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      usage_error("{} needs a value: {} {}", name, name, spec->value_name);
-    }
-    if (name == "--prompt" || name == "--prompts-file") {
-      if (prompt_seen) usage_error("{}: give one of --prompt and --prompts-file, once", name);
-      prompt_seen = true;
-    }
-    spec->apply(options, name, value);
-  }
+  parse_command_line(argc, argv, option_table(), options);
   return options;
 }
 
 std::string usage(const char* program) {
-  std::string text = fmt::format(
+  return fmt::format(
       "Usage: {} [options]\n"
       "Samples a prompt N times as one batch with Exploratory Sampling (esamp) on the CPU, prints\n"
       "the samples and a summary: tokens/s, perplexity under the base model, diversity.\n\n"
-      "Options:\n",
-      program);
-  for (const OptionSpec& spec : option_table()) {
-    const std::string left = spec.value_name.empty()
-                                 ? std::string(spec.name)
-                                 : fmt::format("{} {}", spec.name, spec.value_name);
-    text += fmt::format("  {:<32} {}\n", left, spec.help);
-  }
-  text +=
-      "\nExit status: 0 success, 1 runtime error (e.g. a model file that cannot be read), 2 bad "
-      "option or value.\n";
-  return text;
+      "{}\n{}",
+      program, options_help(option_table()), kExitStatusHelp);
 }
 
 }  // namespace esamp::generation
