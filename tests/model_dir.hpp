@@ -1,4 +1,5 @@
-// The test models: files under ESAMP_MODEL_DIR, failing (never skipping) the test when it is unusable.
+// The test models: files under ESAMP_MODEL_DIR, failing (never skipping) the test when it is
+// unusable.
 #pragma once
 
 #include <catch2/catch.hpp>

@@ -20,8 +20,7 @@ TEST_CASE("the default configs are valid", "[config]") {
   REQUIRE_NOTHROW(ExplorationConfig{}.validate(5));
 }
 
-TEST_CASE("a bad DistillerConfig field is an error naming the field, value and range",
-          "[config]") {
+TEST_CASE("a bad DistillerConfig field is an error naming the field, value and range", "[config]") {
   DistillerConfig c = valid_distiller();
   std::string expected;
   SECTION("hidden_size") {
@@ -101,8 +100,9 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
   SECTION("target before the source") {
     c.source.layer = 3;
     c.target.layer = 1;
-    expected = "ExplorationConfig.target = (layer 1, layer_input_normed): must come after the "
-               "source (layer 3, layer_input_normed)";
+    expected =
+        "ExplorationConfig.target = (layer 1, layer_input_normed): must come after the "
+        "source (layer 3, layer_input_normed)";
   }
   SECTION("target at the source") {
     c.source.layer = 4;
@@ -114,8 +114,9 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
   }
   SECTION("the final norm at another layer") {
     c.target = {2, esamp::Site::final_normed};
-    expected = "ExplorationConfig.target = (layer 2, final_normed): the final norm follows the last "
-               "layer, 4 (or -1)";
+    expected =
+        "ExplorationConfig.target = (layer 2, final_normed): the final norm follows the last "
+        "layer, 4 (or -1)";
   }
   SECTION("warmup_updates") {
     c.warmup_updates = -1;

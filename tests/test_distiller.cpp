@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <fstream>
 
@@ -7,11 +6,11 @@
 #include "test_util.hpp"
 
 using namespace esamp;
+using Catch::Matchers::Contains;
 using esamp::test::bit_equal;
 using esamp::test::cview;
 using esamp::test::Mat;
 using esamp::test::random_matrix;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -41,7 +40,8 @@ TEST_CASE("the gradient of every parameter matches central finite differences in
   cpu::initialize(params.data(), layout, 3, 0.5);
   // Move b, w, c off their init values so their gradients are generic.
   for (std::int64_t i = layout.offset_b(); i < layout.size(); ++i)
-    params[static_cast<std::size_t>(i)] += 0.3 * cpu::seeded_normal(99, static_cast<std::uint64_t>(i));
+    params[static_cast<std::size_t>(i)] +=
+        0.3 * cpu::seeded_normal(99, static_cast<std::uint64_t>(i));
 
   const Eigen::Index rows = 5;
   cpu::Activations<double> act;
@@ -61,9 +61,10 @@ TEST_CASE("the gradient of every parameter matches central finite differences in
   const struct {
     const char* name;
     std::int64_t begin, end;
-  } blocks[] = {{"A", layout.offset_A(), layout.offset_G()}, {"G", layout.offset_G(), layout.offset_B()},
-                {"B", layout.offset_B(), layout.offset_b()}, {"b", layout.offset_b(), layout.offset_w()},
-                {"w", layout.offset_w(), layout.offset_c()}, {"c", layout.offset_c(), layout.size()}};
+  } blocks[] = {
+      {"A", layout.offset_A(), layout.offset_G()}, {"G", layout.offset_G(), layout.offset_B()},
+      {"B", layout.offset_B(), layout.offset_b()}, {"b", layout.offset_b(), layout.offset_w()},
+      {"w", layout.offset_w(), layout.offset_c()}, {"c", layout.offset_c(), layout.size()}};
   const double h = 1e-6;
   for (const auto& block : blocks) {
     for (std::int64_t i = block.begin; i < block.end; ++i) {
@@ -75,7 +76,8 @@ TEST_CASE("the gradient of every parameter matches central finite differences in
       const double minus = loss_at(params, scratch);
       params[k] = saved;
       const double numeric = (plus - minus) / (2 * h);
-      INFO("parameter " << block.name << "[" << i - block.begin << "], output_norm " << output_norm);
+      INFO("parameter " << block.name << "[" << i - block.begin << "], output_norm "
+                        << output_norm);
       // Central differences in double: truncation O(h²) and rounding O(eps/h) are both ~1e-10.
       REQUIRE_THAT(grad[k], Catch::Matchers::WithinAbs(numeric, 1e-8 + 1e-6 * std::abs(numeric)));
     }
@@ -83,8 +85,8 @@ TEST_CASE("the gradient of every parameter matches central finite differences in
   // Without the row left out the loss would differ: the mask is part of the loss.
   const std::uint8_t all_rows[rows] = {1, 1, 1, 1, 1};
   cpu::forward<double>({params.data(), layout}, output_norm, act, 0, rows);
-  const double full = cpu::backward<double>({params.data(), layout}, output_norm, act, 0, rows, target,
-                                            all_rows, {scratch.data(), layout});
+  const double full = cpu::backward<double>({params.data(), layout}, output_norm, act, 0, rows,
+                                            target, all_rows, {scratch.data(), layout});
   REQUIRE(full != loss_at(params, grad));
 }
 
@@ -99,7 +101,8 @@ struct ReferenceAdamW {
       v[i] = c.adam_beta2 * v[i] + (1 - double(c.adam_beta2)) * double(g[i]) * g[i];
       const double m_hat = m[i] / (1 - std::pow(double(c.adam_beta1), t));
       const double v_hat = v[i] / (1 - std::pow(double(c.adam_beta2), t));
-      theta[i] -= double(c.lr) * (m_hat / (std::sqrt(v_hat) + c.adam_eps) + c.weight_decay * theta[i]);
+      theta[i] -=
+          double(c.lr) * (m_hat / (std::sqrt(v_hat) + c.adam_eps) + c.weight_decay * theta[i]);
     }
   }
 };
@@ -209,7 +212,8 @@ TEST_CASE("the loss on a fixed source-to-target mapping falls tenfold within 200
   DistillerConfig c = small_config(1, optimizer);
   c.hidden_size = 32;
   c.rank = 8;
-  c.lr = optimizer == Optimizer::adamw ? 1e-2f : 2.0f;  // SGD steps scale with the tiny raw gradient
+  c.lr =
+      optimizer == Optimizer::adamw ? 1e-2f : 2.0f;  // SGD steps scale with the tiny raw gradient
   LatentDistiller d(c);
   const Mat x = random_matrix(16, 32, 40);
   const Mat mix = random_matrix(32, 32, 41, 0.5f);
@@ -273,10 +277,12 @@ TEST_CASE("bad calls on the bank are errors naming what is wrong", "[distiller]"
   REQUIRE_THROWS_WITH(d.reset(5), Contains("slot 5 is out of range"));
   DistillerParams p = d.parameters(0);
   p.B.resize(3, 12);
-  REQUIRE_THROWS_WITH(d.set_parameters(0, p), Contains("DistillerParams.B: shape [3, 12], expected [4, 12]"));
+  REQUIRE_THROWS_WITH(d.set_parameters(0, p),
+                      Contains("DistillerParams.B: shape [3, 12], expected [4, 12]"));
   p = d.parameters(0);
   p.w(3) = NAN;
-  REQUIRE_THROWS_WITH(d.set_parameters(0, p), Contains("DistillerParams.w: holds a non-finite value"));
+  REQUIRE_THROWS_WITH(d.set_parameters(0, p),
+                      Contains("DistillerParams.w: holds a non-finite value"));
 }
 
 TEST_CASE("set_parameters then parameters round-trips, and reset restores the seeded init",
@@ -329,7 +335,8 @@ TEST_CASE("save and load round-trip the bank bit for bit, optimizer state includ
   b.load(path);
   for (const int s : {0, 1}) {
     REQUIRE(b.updates(s) == a.updates(s));
-    for (const auto array : {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+    for (const auto array :
+         {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
       REQUIRE(flat(b, array, s) == flat(a, array, s));
   }
   // Training on from the loaded state continues exactly where the saved bank was.
@@ -356,10 +363,12 @@ TEST_CASE("a damaged bank file is a clear error and leaves the bank unchanged",
     REQUIRE(target.updates(0) == 0);
   };
   SECTION("truncated") {
-    for (const std::size_t keep : {std::size_t{0}, std::size_t{5}, std::size_t{20}, good.size() / 2,
-                                   good.size() - 1})
+    for (const std::size_t keep :
+         {std::size_t{0}, std::size_t{5}, std::size_t{20}, good.size() / 2, good.size() - 1})
       check_rejected({good.begin(), good.begin() + static_cast<std::ptrdiff_t>(keep)},
-                     keep < 12 ? "truncated" : keep < 32 ? "truncated" : "expected");
+                     keep < 12   ? "truncated"
+                     : keep < 32 ? "truncated"
+                                 : "expected");
   }
   SECTION("a flipped byte in the payload") {
     for (const std::size_t at : {std::size_t{40}, good.size() / 2, good.size() - 9}) {
@@ -398,7 +407,8 @@ TEST_CASE("a damaged bank file is a clear error and leaves the bank unchanged",
     REQUIRE_THROWS_WITH(target.load(bad), Contains("optimizer = 1, this bank has 0"));
   }
   SECTION("a missing file") {
-    REQUIRE_THROWS_WITH(target.load(temp_path("missing.bank")), Contains("cannot open for reading"));
+    REQUIRE_THROWS_WITH(target.load(temp_path("missing.bank")),
+                        Contains("cannot open for reading"));
   }
   std::remove(path.c_str());
   std::remove(bad.c_str());
@@ -408,10 +418,12 @@ TEST_CASE("restore_slot copies a slot's whole state and refuses a partial one", 
   LatentDistiller a(small_config(2)), b(small_config(2));
   const Mat x = random_matrix(3, 12, 95);
   for (int t = 0; t < 2; ++t) a.train_step(std::vector<int>{1, 1, 0}, cview(x), cview(x));
-  b.restore_slot(0, a.slot_array(BankArray::parameters, 1), a.slot_array(BankArray::first_moment, 1),
+  b.restore_slot(0, a.slot_array(BankArray::parameters, 1),
+                 a.slot_array(BankArray::first_moment, 1),
                  a.slot_array(BankArray::second_moment, 1), a.updates(1));
   REQUIRE(b.updates(0) == 2);
-  for (const auto array : {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+  for (const auto array :
+       {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
     REQUIRE(flat(b, array, 0) == flat(a, array, 1));
   const auto params = flat(a, BankArray::parameters, 1);
   REQUIRE_THROWS_WITH(b.restore_slot(1, params, {}, {}, 1), Contains("expected 172, 172, 172"));

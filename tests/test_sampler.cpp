@@ -1,17 +1,16 @@
 #include <catch2/catch.hpp>
-
 #include <map>
 
 #include "esamp/sampler.hpp"
 #include "test_util.hpp"
 
 using namespace esamp;
+using Catch::Matchers::Contains;
 using esamp::test::bit_equal;
 using esamp::test::cview;
 using esamp::test::Mat;
 using esamp::test::random_matrix;
 using esamp::test::view;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -117,8 +116,9 @@ TEST_CASE("mix_hidden equals (1+β)h − βŷ with ŷ from the parameters after 
     for (int i = 0; i < 5; ++i) {
       const Mat& expect = groups[static_cast<std::size_t>(i)] == a ? expect_a : expect_b;
       for (int j = 0; j < kHidden; ++j) {
-        const float h = dtype == DType::f32 ? in.final_hidden(i, j)
-                                            : bfloat16_to_float(float_to_bfloat16(in.final_hidden(i, j)));
+        const float h = dtype == DType::f32
+                            ? in.final_hidden(i, j)
+                            : bfloat16_to_float(float_to_bfloat16(in.final_hidden(i, j)));
         const float want = t == 0 ? h : (1 + beta) * h - beta * expect(i, j);  // step 0: warming up
         INFO("step " << t << " row " << i << " col " << j << " dtype " << name(dtype));
         if (dtype == DType::f32) {
@@ -145,7 +145,8 @@ TEST_CASE("β = 0 leaves hidden states and candidate logits bit for bit as they 
     REQUIRE(s.stats().rows_trained == 10);  // it still trains: β only scales the mixing
   }
   SECTION("candidates") {
-    ExploratorySampler s(kLayers, distiller_config(), exploration_config(0.0f, MixMode::candidates));
+    ExploratorySampler s(kLayers, distiller_config(),
+                         exploration_config(0.0f, MixMode::candidates));
     const GroupId g = s.open_group();
     const Mat head = random_matrix(20, kHidden, 210);
     Filter filter;
@@ -175,8 +176,8 @@ TEST_CASE("β = 0 leaves hidden states and candidate logits bit for bit as they 
         for (std::uint32_t draw = 0; draw < 50; ++draw) {
           const SampleKey key{9, static_cast<std::uint64_t>(i), draw};
           REQUIRE(sample(Span<const float>(logits.row(i).data(), 20), filter, key, scratch) ==
-                  sample(Span<const float>(mixed.row(i).data(), 20), filter.temperature_only(),
-                         key, scratch));
+                  sample(Span<const float>(mixed.row(i).data(), 20), filter.temperature_only(), key,
+                         scratch));
         }
       }
     }
@@ -187,7 +188,8 @@ TEST_CASE("candidates mode with a keep-all filter equals latent mode followed by
           "[sampler][candidates]") {
   const float beta = 1.5f;
   ExploratorySampler latent(kLayers, distiller_config(), exploration_config(beta));
-  ExploratorySampler cand(kLayers, distiller_config(), exploration_config(beta, MixMode::candidates));
+  ExploratorySampler cand(kLayers, distiller_config(),
+                          exploration_config(beta, MixMode::candidates));
   const std::vector<GroupId> lg = {latent.open_group(), latent.open_group()};
   const std::vector<GroupId> cg = {cand.open_group(), cand.open_group()};
   const Mat head = random_matrix(30, kHidden, 300);
@@ -233,19 +235,22 @@ TEST_CASE("in candidates mode the temperature divides the mixed logit", "[sample
       REQUIRE_THAT(mixed(0, v), Catch::Matchers::WithinAbs(expected(0, v), 1e-5));
     // ... and sampling it draws from softmax(ℓ'/T): chi-square over 20,000 draws, 5 dof,
     // critical value 25.7 at p = 1e-4.
-    const Eigen::ArrayXd p = ((expected.row(0).cast<double>().array() -
-                               expected.row(0).cast<double>().maxCoeff()) / temperature).exp();
+    const Eigen::ArrayXd p =
+        ((expected.row(0).cast<double>().array() - expected.row(0).cast<double>().maxCoeff()) /
+         temperature)
+            .exp();
     const Eigen::ArrayXd prob = p / p.sum();
     std::vector<int> counts(6, 0), scratch;
     const int draws = 20000;
     for (std::uint32_t n = 0; n < draws; ++n)
-      ++counts[static_cast<std::size_t>(
-          sample(Span<const float>(mixed.row(0).data(), 6), filter.temperature_only(),
-                 SampleKey{1, 0, n}, scratch))];
+      ++counts[static_cast<std::size_t>(sample(Span<const float>(mixed.row(0).data(), 6),
+                                               filter.temperature_only(), SampleKey{1, 0, n},
+                                               scratch))];
     double chi2 = 0;
     for (int v = 0; v < 6; ++v) {
       const double e = draws * prob(v);
-      chi2 += (counts[static_cast<std::size_t>(v)] - e) * (counts[static_cast<std::size_t>(v)] - e) / e;
+      chi2 +=
+          (counts[static_cast<std::size_t>(v)] - e) * (counts[static_cast<std::size_t>(v)] - e) / e;
     }
     REQUIRE(chi2 < 25.7);
   }
@@ -277,7 +282,8 @@ TEST_CASE("background training gives bit-identical mixing, parameters and stats"
   REQUIRE(a.mean_loss == b.mean_loss);
   REQUIRE(a.last_loss == b.last_loss);
   for (int slot = 0; slot < 3; ++slot)
-    for (const auto array : {BankArray::parameters, BankArray::first_moment, BankArray::second_moment}) {
+    for (const auto array :
+         {BankArray::parameters, BankArray::first_moment, BankArray::second_moment}) {
       const Span<const float> x = sync.distiller().slot_array(array, slot);
       const Span<const float> y = async.distiller().slot_array(array, slot);
       REQUIRE(bit_equal(x.data(), y.data(), x.size()));
@@ -300,7 +306,8 @@ TEST_CASE("non-finite source or target rows are neither trained on nor mixed, an
   REQUIRE(st.rows_trained == 4 + 2);
   REQUIRE(st.rows_skipped_nonfinite == 2);
   REQUIRE(st.rows_mixed == 3);
-  for (const float p : s.distiller().slot_array(BankArray::parameters, 0)) REQUIRE(std::isfinite(p));
+  for (const float p : s.distiller().slot_array(BankArray::parameters, 0))
+    REQUIRE(std::isfinite(p));
 }
 
 TEST_CASE("a group is mixed only after warmup_updates updates of its slot", "[sampler]") {
@@ -315,8 +322,9 @@ TEST_CASE("a group is mixed only after warmup_updates updates of its slot", "[sa
   }
 }
 
-TEST_CASE("group lifecycle: slots are reused and re-initialised, a full bank and unknown groups throw",
-          "[sampler][groups]") {
+TEST_CASE(
+    "group lifecycle: slots are reused and re-initialised, a full bank and unknown groups throw",
+    "[sampler][groups]") {
   ExploratorySampler s(kLayers, distiller_config(2), exploration_config());
   const GroupId a = s.open_group(), b = s.open_group();
   REQUIRE(s.slot_of(a) != s.slot_of(b));
@@ -367,7 +375,8 @@ TEST_CASE("hooks called out of order or with bad tensors are errors naming the p
   REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>(17, g)),
                       Contains("17 rows, more than ExplorationConfig.max_rows = 16"));
   s.begin_step(std::vector<GroupId>{g, g});
-  REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>{g}), Contains("previous step was not ended"));
+  REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>{g}),
+                      Contains("previous step was not ended"));
   REQUIRE_THROWS_WITH(s.on_hidden(1, Site::layer_output, cview(x)),
                       Contains("on_hidden(layer 1, layer_output): not a tap of this sampler"));
   const Mat wide = random_matrix(2, kHidden + 1, 1001);
@@ -388,8 +397,9 @@ TEST_CASE("hooks called out of order or with bad tensors are errors naming the p
                       Contains("configured for ExplorationConfig.mix = latent"));
   s.mix_hidden(view(h));
   REQUIRE_THROWS_WITH(s.mix_hidden(view(h)), Contains("mix_hidden: called twice in one step"));
-  REQUIRE_THROWS_WITH(s.end_step(),
-                      Contains("end_step: the target tap (layer 3, layer_input_normed) was not delivered"));
+  REQUIRE_THROWS_WITH(
+      s.end_step(),
+      Contains("end_step: the target tap (layer 3, layer_input_normed) was not delivered"));
   s.on_hidden(3, Site::layer_input_normed, cview(x));
   REQUIRE_NOTHROW(s.end_step());
 }

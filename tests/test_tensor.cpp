@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 
@@ -70,8 +69,9 @@ TEST_CASE("check_view names what is wrong with a view", "[tensor]") {
                       Contains("x: has 4 columns, expected 3"));
   REQUIRE_THROWS_WITH(check_view(ConstMatrixView(data, 2, 4, 3, DType::f32), "x", 4, Device::cpu),
                       Contains("row stride 3 is below its 4 columns"));
-  REQUIRE_THROWS_WITH(check_view(ConstMatrixView(nullptr, 2, 4, 4, DType::f32), "x", 4, Device::cpu),
-                      Contains("data is null"));
+  REQUIRE_THROWS_WITH(
+      check_view(ConstMatrixView(nullptr, 2, 4, 4, DType::f32), "x", 4, Device::cpu),
+      Contains("data is null"));
   REQUIRE_THROWS_WITH(
       check_view(ConstMatrixView(data, 2, 4, 4, DType::f32, Device::cuda), "x", 4, Device::cpu),
       Contains("x: is on device cuda, expected cpu"));

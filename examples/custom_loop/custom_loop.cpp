@@ -1,10 +1,9 @@
 // A minimal decode loop against esamp's public API: a toy 3-layer model, two prompts with three
 // samples each, and the hook calls in the exact order an engine makes them (DESIGN.md §2).
-#include <esamp/sampler.hpp>
-#include <esamp/sampling.hpp>
-
 #include <cmath>
 #include <cstdio>
+#include <esamp/sampler.hpp>
+#include <esamp/sampling.hpp>
 #include <random>
 #include <vector>
 

@@ -48,8 +48,8 @@ class Engine {
   // One forward pass: each row's token goes at the end of its sequence (a sequence at most once per
   // step). Returns the logits [rows, vocab], valid until the next step.
   const RowMatrix& step(Span<const StepRow> rows, const StepHooks& hooks = {});
-  // The final-normed hidden states [rows, dim] the LM head read in the last step (mixed, if a sampler
-  // mixed them); valid until the next step.
+  // The final-normed hidden states [rows, dim] the LM head read in the last step (mixed, if a
+  // sampler mixed them); valid until the next step.
   const RowMatrix& final_hidden() const { return normed_; }
   // Feeds `tokens` to `sequence` one at a time without hooks; returns the logits [1, vocab] after
   // the last one.

@@ -23,18 +23,25 @@ enum class Optimizer : std::uint8_t { adamw, sgd };
 
 constexpr std::string_view name(Site s) {
   switch (s) {
-    case Site::layer_input: return "layer_input";
-    case Site::layer_input_normed: return "layer_input_normed";
-    case Site::layer_output: return "layer_output";
-    case Site::final_normed: return "final_normed";
+    case Site::layer_input:
+      return "layer_input";
+    case Site::layer_input_normed:
+      return "layer_input_normed";
+    case Site::layer_output:
+      return "layer_output";
+    case Site::final_normed:
+      return "final_normed";
   }
   return "?";
 }
-constexpr std::string_view name(MixMode m) { return m == MixMode::latent ? "latent" : "candidates"; }
+constexpr std::string_view name(MixMode m) {
+  return m == MixMode::latent ? "latent" : "candidates";
+}
 constexpr std::string_view name(Sharing s) { return s == Sharing::per_group ? "group" : "global"; }
 constexpr std::string_view name(Optimizer o) { return o == Optimizer::adamw ? "adamw" : "sgd"; }
 
-// A hidden state in the host model: `layer` counts from 0; -1 means the last layer, -2 the one before.
+// A hidden state in the host model: `layer` counts from 0; -1 means the last layer, -2 the one
+// before.
 struct Tap {
   int layer = 0;
   Site site = Site::layer_input_normed;
@@ -64,8 +71,9 @@ struct ExplorationConfig {
   MixMode mix = MixMode::latent;
   int warmup_updates = 1;
   Sharing sharing = Sharing::per_group;
-  int max_rows = 256;               // rows per step the workspace is sized for
-  bool background_training = false;  // CPU: end_step trains on a worker thread, joined before next use
+  int max_rows = 256;  // rows per step the workspace is sized for
+  bool background_training =
+      false;  // CPU: end_step trains on a worker thread, joined before next use
 
   void validate(int num_layers) const;
 };
@@ -84,7 +92,8 @@ inline void DistillerConfig::validate() const {
     fail("DistillerConfig.rank = {}: must be in [1, hidden_size = {}]", rank, hidden_size);
   if (!(init_std > 0.0f && std::isfinite(init_std)))
     fail("DistillerConfig.init_std = {}: must be finite and > 0", init_std);
-  if (!(lr > 0.0f && std::isfinite(lr))) fail("DistillerConfig.lr = {}: must be finite and > 0", lr);
+  if (!(lr > 0.0f && std::isfinite(lr)))
+    fail("DistillerConfig.lr = {}: must be finite and > 0", lr);
   check_range("DistillerConfig.adam_beta1", adam_beta1, 0.0, std::nextafter(1.0, 0.0), "[0, 1)");
   check_range("DistillerConfig.adam_beta2", adam_beta2, 0.0, std::nextafter(1.0, 0.0), "[0, 1)");
   if (!(adam_eps > 0.0f && std::isfinite(adam_eps)))
@@ -109,9 +118,10 @@ inline void ExplorationConfig::validate(int num_layers) const {
   if (source.site == Site::final_normed)
     fail("ExplorationConfig.source.site = final_normed: the source must be a layer's tensor");
   if (target.site == Site::final_normed && d != num_layers - 1)
-    fail("ExplorationConfig.target = (layer {}, final_normed): the final norm follows the last "
-         "layer, {} (or -1)",
-         target.layer, num_layers - 1);
+    fail(
+        "ExplorationConfig.target = (layer {}, final_normed): the final norm follows the last "
+        "layer, {} (or -1)",
+        target.layer, num_layers - 1);
   if (s > d || (s == d && static_cast<int>(source.site) >= static_cast<int>(target.site)))
     fail("ExplorationConfig.target = (layer {}, {}): must come after the source (layer {}, {})", d,
          name(target.site), s, name(source.site));

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstring>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -39,12 +39,12 @@ struct ForwardState {
     Eigen::Index begin, end;  // rows [begin, end) of `act`
   };
   cpu::Activations<float> act;
-  cpu::Matrix<float> target;       // [rows, H] the training target, in `act` order
+  cpu::Matrix<float> target;          // [rows, H] the training target, in `act` order
   std::vector<std::uint8_t> use_row;  // [rows] 1 where the target is finite
-  std::vector<int> input_row;      // [rows] input row held by act row k
-  std::vector<int> act_row;        // [input rows] act row of an input row, -1 when not finite
-  std::vector<SlotRows> slot_rows; // one entry per slot present, ascending slot
-  std::int64_t rows_nonfinite = 0; // input rows left out because their source was not finite
+  std::vector<int> input_row;         // [rows] input row held by act row k
+  std::vector<int> act_row;           // [input rows] act row of an input row, -1 when not finite
+  std::vector<SlotRows> slot_rows;    // one entry per slot present, ascending slot
+  std::int64_t rows_nonfinite = 0;    // input rows left out because their source was not finite
 
   // The prediction for input row i, or nullptr when that row was left out.
   const float* prediction(std::int64_t i) const {
@@ -57,7 +57,7 @@ struct ForwardState {
 enum class BankArray { parameters, first_moment, second_moment };
 
 struct TrainReport {
-  float loss = 0.0f;             // mean over the updated slots of each slot's mean squared error
+  float loss = 0.0f;  // mean over the updated slots of each slot's mean squared error
   int slots_updated = 0;
   std::int64_t rows_trained = 0;
   std::int64_t rows_nonfinite = 0;  // rows left out: source or target not finite
@@ -99,7 +99,7 @@ class LatentDistiller {
   // One slot's flat parameters or AdamW moments (empty for SGD moments), for inspection and tests.
   Span<const float> slot_array(BankArray array, int slot) const {
     const auto s = checked_slot(slot);
-    const std::vector<float>& data = array == BankArray::parameters    ? params_
+    const std::vector<float>& data = array == BankArray::parameters     ? params_
                                      : array == BankArray::first_moment ? m_
                                                                         : v_;
     if (data.empty()) return {};
@@ -138,8 +138,8 @@ class LatentDistiller {
     const auto H = layout_.hidden, r = layout_.rank;
     const auto check = [](const char* name, const auto& m, std::int64_t rows, std::int64_t cols) {
       if (m.rows() != rows || m.cols() != cols)
-        fail("DistillerParams.{}: shape [{}, {}], expected [{}, {}]", name, m.rows(), m.cols(), rows,
-             cols);
+        fail("DistillerParams.{}: shape [{}, {}], expected [{}, {}]", name, m.rows(), m.cols(),
+             rows, cols);
       if (!m.allFinite()) fail("DistillerParams.{}: holds a non-finite value", name);
     };
     check("A", params.A, H, r);
@@ -182,8 +182,8 @@ class LatentDistiller {
     state.slot_rows.clear();
     for (int s = 0; s < config_.slots; ++s)
       if (count[static_cast<std::size_t>(s) + 1] > count[static_cast<std::size_t>(s)])
-        state.slot_rows.push_back({s, count[static_cast<std::size_t>(s)],
-                                   count[static_cast<std::size_t>(s) + 1]});
+        state.slot_rows.push_back(
+            {s, count[static_cast<std::size_t>(s)], count[static_cast<std::size_t>(s) + 1]});
     for (std::int64_t i = 0; i < rows; ++i) {
       if (!finite[static_cast<std::size_t>(i)]) continue;
       const auto k = count[static_cast<std::size_t>(slot_of_row[static_cast<std::size_t>(i)])]++;
@@ -191,14 +191,16 @@ class LatentDistiller {
       state.act_row[static_cast<std::size_t>(i)] = static_cast<int>(k);
     }
     if (state.act.x.rows() < kept) state.act.resize(kept, layout_.hidden, layout_.rank);
-    for (std::int64_t k = 0; k < kept; ++k) load_row(x, order[static_cast<std::size_t>(k)], state.act.x.row(k));
+    for (std::int64_t k = 0; k < kept; ++k)
+      load_row(x, order[static_cast<std::size_t>(k)], state.act.x.row(k));
     for (const auto& block : state.slot_rows)
       cpu::forward<float>({slot_params(static_cast<std::size_t>(block.slot)), layout_},
                           config_.output_norm, state.act, block.begin, block.end - block.begin);
   }
 
   // Backward from `state` against the target rows `y` (input row order) and one optimizer step per
-  // slot present; rows whose target is not finite are left out. A slot left with no row is not updated.
+  // slot present; rows whose target is not finite are left out. A slot left with no row is not
+  // updated.
   TrainReport train(ForwardState& state, const ConstMatrixView& y) {
     check_view(y, "target", layout_.hidden, Device::cpu);
     if (static_cast<std::size_t>(y.rows) != state.act_row.size())
@@ -223,10 +225,9 @@ class LatentDistiller {
       std::int64_t used = 0;
       for (Eigen::Index k = 0; k < count; ++k) used += use_block[k] ? 1 : 0;
       if (used == 0) continue;
-      const float loss = cpu::backward<float>({slot_params(s), layout_}, config_.output_norm,
-                                              state.act, block.begin, count,
-                                              state.target.middleRows(block.begin, count),
-                                              use_block, {grad_.data(), layout_});
+      const float loss = cpu::backward<float>(
+          {slot_params(s), layout_}, config_.output_norm, state.act, block.begin, count,
+          state.target.middleRows(block.begin, count), use_block, {grad_.data(), layout_});
       apply_update(s);
       loss_sum += loss;
       report.rows_trained += used;
@@ -237,7 +238,8 @@ class LatentDistiller {
   }
 
   // Forward only: y_hat[i] = f_{slot_of_row[i]}(x[i]); rows whose source is not finite get NaN.
-  void predict(Span<const int> slot_of_row, const ConstMatrixView& x, const MatrixView& y_hat) const {
+  void predict(Span<const int> slot_of_row, const ConstMatrixView& x,
+               const MatrixView& y_hat) const {
     check_rows("prediction", slot_of_row, y_hat);
     ForwardState state;
     forward(slot_of_row, x, state);
@@ -249,7 +251,8 @@ class LatentDistiller {
   }
 
   // Forward, backward and one optimizer step per slot present; returns the mean loss (TrainReport).
-  float train_step(Span<const int> slot_of_row, const ConstMatrixView& x, const ConstMatrixView& y) {
+  float train_step(Span<const int> slot_of_row, const ConstMatrixView& x,
+                   const ConstMatrixView& y) {
     ForwardState state;
     forward(slot_of_row, x, state);
     return train(state, y).loss;
@@ -271,7 +274,8 @@ class LatentDistiller {
   }
 
   // Reads a bank written by save(). Any mismatch (not a bank file, other version, other shape or
-  // optimizer, truncated, corrupt) is an Error naming the file, and the bank in memory is unchanged.
+  // optimizer, truncated, corrupt) is an Error naming the file, and the bank in memory is
+  // unchanged.
   void load(const std::string& path) {
     const std::vector<std::uint8_t> file = detail::read_file(path);
     detail::ByteReader in(file, path);
@@ -311,9 +315,9 @@ class LatentDistiller {
   static constexpr std::uint32_t kFileVersion = 1;
 
   std::array<std::uint32_t, 5> shape_fields() const {
-    return {static_cast<std::uint32_t>(config_.hidden_size), static_cast<std::uint32_t>(config_.rank),
-            static_cast<std::uint32_t>(config_.slots), config_.output_norm ? 1u : 0u,
-            static_cast<std::uint32_t>(config_.optimizer)};
+    return {static_cast<std::uint32_t>(config_.hidden_size),
+            static_cast<std::uint32_t>(config_.rank), static_cast<std::uint32_t>(config_.slots),
+            config_.output_norm ? 1u : 0u, static_cast<std::uint32_t>(config_.optimizer)};
   }
 
   std::size_t checked_slot(int slot) const {
@@ -360,8 +364,8 @@ class LatentDistiller {
   template <class Row>
   static void load_row(const ConstMatrixView& m, std::int64_t r, Row&& out) {
     if (m.dtype == DType::f32) {
-      out = Eigen::Map<const cpu::RowVector<float>>(static_cast<const float*>(m.data) + r * m.stride,
-                                                    m.cols);
+      out = Eigen::Map<const cpu::RowVector<float>>(
+          static_cast<const float*>(m.data) + r * m.stride, m.cols);
       return;
     }
     for (std::int64_t j = 0; j < m.cols; ++j) out(j) = m.at(r, j);
@@ -369,8 +373,8 @@ class LatentDistiller {
 
   DistillerConfig config_;
   cpu::ParameterLayout layout_;
-  std::vector<float> params_;  // [slots, layout.size()]
-  std::vector<float> m_, v_;   // AdamW moments, same shape; empty for SGD
+  std::vector<float> params_;        // [slots, layout.size()]
+  std::vector<float> m_, v_;         // AdamW moments, same shape; empty for SGD
   std::vector<std::int64_t> steps_;  // [slots] updates since reset
   std::vector<float> grad_;          // one slot's gradient, reused
 };

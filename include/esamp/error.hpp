@@ -9,8 +9,8 @@
 
 namespace esamp {
 
-// Every precondition failure, bad configuration, bad file or bad hook call is an Error whose message
-// names what was wrong, the value seen and what was expected.
+// Every precondition failure, bad configuration, bad file or bad hook call is an Error whose
+// message names what was wrong, the value seen and what was expected.
 class Error : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;

@@ -56,7 +56,8 @@ class ExploratorySampler {
   Device device() const { return backend_->device(); }
 
   // A new group (the samples of one prompt) with a freshly initialised slot of its own. A full bank
-  // is an Error. With global sharing every group shares the one slot, which is never re-initialised.
+  // is an Error. With global sharing every group shares the one slot, which is never
+  // re-initialised.
   GroupId open_group() {
     int slot = 0;
     if (exploration_.sharing == Sharing::per_group) {
@@ -79,7 +80,8 @@ class ExploratorySampler {
       fail("close_group({}): the group has rows in the step under way; close it after end_step",
            group);
     slot_of_group_.erase(group);
-    if (exploration_.sharing == Sharing::per_group) slot_in_use_[static_cast<std::size_t>(slot)] = 0;
+    if (exploration_.sharing == Sharing::per_group)
+      slot_in_use_[static_cast<std::size_t>(slot)] = 0;
   }
 
   // The bank slot serving `group`; an unknown or closed group is an Error.
@@ -106,8 +108,8 @@ class ExploratorySampler {
 
   // Whether the engine should hand over this tensor this step (a cheap "ask" pass).
   bool wants(int layer, Site site) const {
-    return in_step_ && (is_tap(exploration_.source, layer, site) ||
-                        is_tap(exploration_.target, layer, site));
+    return in_step_ &&
+           (is_tap(exploration_.source, layer, site) || is_tap(exploration_.target, layer, site));
   }
 
   // The engine hands over a tapped tensor [rows, hidden] (copied; on the CPU the buffer is free on
@@ -180,7 +182,9 @@ class ExploratorySampler {
   }
 
  private:
-  Tap resolved(Tap tap) const { return {tap.layer < 0 ? tap.layer + num_layers_ : tap.layer, tap.site}; }
+  Tap resolved(Tap tap) const {
+    return {tap.layer < 0 ? tap.layer + num_layers_ : tap.layer, tap.site};
+  }
   bool is_tap(Tap tap, int layer, Site site) const {
     const Tap t = resolved(tap);
     return t.layer == layer && t.site == site;
@@ -213,7 +217,7 @@ class ExploratorySampler {
   GroupId next_group_ = 0;
 
   bool in_step_ = false, have_source_ = false, have_target_ = false, mixed_ = false;
-  std::vector<int> row_slots_;       // [rows] slot of each row this step
+  std::vector<int> row_slots_;        // [rows] slot of each row this step
   std::vector<GroupId> step_groups_;  // [rows] group of each row this step
 };
 

@@ -16,9 +16,12 @@ enum class Device : std::uint8_t { cpu, cuda };
 
 constexpr std::string_view name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
   }
   return "?";
 }
@@ -57,7 +60,8 @@ inline std::uint16_t float_to_half(float f) {
   if (magnitude < 0x38800000u) {
     // Below 2^-14 the result is subnormal: adding 0.5f lets the FPU round at the 2^-24 position.
     const float shifted = detail::bit_cast<float>(magnitude) + 0.5f;
-    return sign | static_cast<std::uint16_t>(detail::bit_cast<std::uint32_t>(shifted) - 0x3f000000u);
+    return sign |
+           static_cast<std::uint16_t>(detail::bit_cast<std::uint32_t>(shifted) - 0x3f000000u);
   }
   const std::uint32_t odd = (magnitude >> 13) & 1u;
   magnitude += 0xc8000fffu + odd;  // re-bias the exponent by -112 and round the 13 dropped bits
@@ -76,8 +80,8 @@ inline std::uint16_t float_to_bfloat16(float f) {
   return static_cast<std::uint16_t>(bits >> 16);
 }
 
-// A row-major [rows, cols] matrix in someone else's memory; `stride` is the distance between rows in
-// elements (>= cols).
+// A row-major [rows, cols] matrix in someone else's memory; `stride` is the distance between rows
+// in elements (>= cols).
 struct ConstMatrixView {
   const void* data = nullptr;
   std::int64_t rows = 0;
@@ -94,14 +98,18 @@ struct ConstMatrixView {
       : ConstMatrixView(ptr, n_rows, n_cols, n_cols, DType::f32) {}
 
   const std::byte* row_bytes(std::int64_t r) const {
-    return static_cast<const std::byte*>(data) + r * stride * static_cast<std::int64_t>(size_of(dtype));
+    return static_cast<const std::byte*>(data) +
+           r * stride * static_cast<std::int64_t>(size_of(dtype));
   }
   float at(std::int64_t r, std::int64_t c) const {
     const std::byte* p = row_bytes(r) + c * static_cast<std::int64_t>(size_of(dtype));
     switch (dtype) {
-      case DType::f32: return detail::bit_cast<float>(load<std::uint32_t>(p));
-      case DType::f16: return half_to_float(load<std::uint16_t>(p));
-      case DType::bf16: return bfloat16_to_float(load<std::uint16_t>(p));
+      case DType::f32:
+        return detail::bit_cast<float>(load<std::uint32_t>(p));
+      case DType::f16:
+        return half_to_float(load<std::uint16_t>(p));
+      case DType::bf16:
+        return bfloat16_to_float(load<std::uint16_t>(p));
     }
     return 0.0f;
   }
@@ -137,9 +145,15 @@ struct MatrixView {
     std::byte* p = static_cast<std::byte*>(data) +
                    (r * stride + c) * static_cast<std::int64_t>(size_of(dtype));
     switch (dtype) {
-      case DType::f32: std::memcpy(p, &value, 4); break;
-      case DType::f16: store(p, float_to_half(value)); break;
-      case DType::bf16: store(p, float_to_bfloat16(value)); break;
+      case DType::f32:
+        std::memcpy(p, &value, 4);
+        break;
+      case DType::f16:
+        store(p, float_to_half(value));
+        break;
+      case DType::bf16:
+        store(p, float_to_bfloat16(value));
+        break;
     }
   }
 
@@ -147,12 +161,14 @@ struct MatrixView {
   static void store(std::byte* p, std::uint16_t value) { std::memcpy(p, &value, 2); }
 };
 
-// Throws unless `view` is a well-formed [any rows, cols] matrix on `device`; `what` names it in the message.
+// Throws unless `view` is a well-formed [any rows, cols] matrix on `device`; `what` names it in the
+// message.
 inline void check_view(const ConstMatrixView& view, std::string_view what, std::int64_t cols,
                        Device device) {
   if (view.cols != cols) fail("{}: has {} columns, expected {}", what, view.cols, cols);
   if (view.rows < 0) fail("{}: rows = {}, must be >= 0", what, view.rows);
-  if (view.stride < view.cols) fail("{}: row stride {} is below its {} columns", what, view.stride, view.cols);
+  if (view.stride < view.cols)
+    fail("{}: row stride {} is below its {} columns", what, view.stride, view.cols);
   if (view.rows > 0 && view.data == nullptr) fail("{}: data is null for {} rows", what, view.rows);
   if (view.device != device)
     fail("{}: is on device {}, expected {}", what, name(view.device), name(device));

@@ -32,8 +32,8 @@ class SamplerBackendCuda final : public SamplerBackend {
 
   Stats stats() override {
     const DeviceStats s = device_.stats();
-    return {steps_,        s.rows_trained, s.rows_mixed, s.rows_skipped_nonfinite,
-            s.slot_updates, s.last_loss,   s.mean_loss};
+    return {steps_,         s.rows_trained, s.rows_mixed, s.rows_skipped_nonfinite,
+            s.slot_updates, s.last_loss,    s.mean_loss};
   }
 
   const LatentDistiller& bank() override {

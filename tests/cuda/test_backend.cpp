@@ -298,12 +298,12 @@ TEST_CASE("an ExploratorySampler on CUDA mixes like the CPU sampler for 50 steps
     std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
     std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
     cpu_sampler.begin_step(cpu_rows);
-    cpu_sampler.on_hidden(0, Site::layer_input_normed,
-                          ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows,
-                                          kHidden));
-    cpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
-                          ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows,
-                                          kHidden));
+    cpu_sampler.on_hidden(
+        0, Site::layer_input_normed,
+        ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows, kHidden));
+    cpu_sampler.on_hidden(
+        kLayers - 1, Site::layer_input_normed,
+        ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
     cpu_sampler.mix_hidden(MatrixView(cpu_final.data(), kRows, kHidden));
     cpu_sampler.end_step();
 
@@ -313,8 +313,8 @@ TEST_CASE("an ExploratorySampler on CUDA mixes like the CPU sampler for 50 steps
                           buffers.view(buffers.source, kRows, kHidden, DType::f32));
     gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
                           buffers.view(buffers.target, kRows, kHidden, DType::f32));
-    gpu_sampler.mix_hidden(MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden,
-                                      DType::f32, Device::cuda));
+    gpu_sampler.mix_hidden(
+        MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden, DType::f32, Device::cuda));
     gpu_sampler.end_step();
     std::vector<float> gpu_final(cpu_final.size());
     CUDA_REQUIRE(cudaMemcpyAsync(gpu_final.data(), buffers.final_hidden.get(),

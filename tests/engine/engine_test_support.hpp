@@ -9,12 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "../model_dir.hpp"
 #include "esamp/sampler.hpp"
 #include "llama/engine.hpp"
 #include "llama/model.hpp"
 #include "llama/tokenizer.hpp"
-
-#include "../model_dir.hpp"
 
 namespace esamp::llama::test {
 

@@ -1,10 +1,9 @@
 // The Latent Distiller's math on the CPU (DESIGN.md §1): parameter layout, initialisation, forward,
-// backward and the optimizer updates, templated over the scalar so gradients can be checked in double.
-// These functions are the reference twins of the CUDA kernels.
+// backward and the optimizer updates, templated over the scalar so gradients can be checked in
+// double. These functions are the reference twins of the CUDA kernels.
 #pragma once
 
 #include <Eigen/Core>
-
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -79,12 +78,12 @@ void initialize(S* params, const ParameterLayout& l, std::uint64_t seed, double 
 // Everything one forward keeps for the backward, rows in the order the caller chose.
 template <class S>
 struct Activations {
-  Matrix<S> x;      // [rows, H] source
-  Matrix<S> u;      // [rows, r] x A
-  Matrix<S> pre;    // [rows, r] x G + b
-  Matrix<S> v;      // [rows, r] SiLU(pre)
-  Matrix<S> zhat;   // [rows, H] normalised z (or z itself without the output norm)
-  Matrix<S> y_hat;  // [rows, H] prediction
+  Matrix<S> x;        // [rows, H] source
+  Matrix<S> u;        // [rows, r] x A
+  Matrix<S> pre;      // [rows, r] x G + b
+  Matrix<S> v;        // [rows, r] SiLU(pre)
+  Matrix<S> zhat;     // [rows, H] normalised z (or z itself without the output norm)
+  Matrix<S> y_hat;    // [rows, H] prediction
   ColVector<S> rstd;  // [rows] 1 / sqrt(var(z) + eps)
 
   void resize(std::int64_t rows, std::int64_t hidden, std::int64_t rank) {
@@ -143,8 +142,8 @@ void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& 
 // block) are left out of the mean and the gradient. Returns the loss; 0 when no row is used.
 template <class S, class Target>
 S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<S>& a,
-           Eigen::Index begin, Eigen::Index count, const Target& target, const std::uint8_t* use_row,
-           ParameterMaps<S> grad) {
+           Eigen::Index begin, Eigen::Index count, const Target& target,
+           const std::uint8_t* use_row, ParameterMaps<S> grad) {
   Eigen::Index used = 0;
   for (Eigen::Index i = 0; i < count; ++i) used += use_row[i] ? 1 : 0;
   grad.A.setZero();
@@ -185,9 +184,9 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
   const auto v = a.v.middleRows(begin, count);
   const auto pre = a.pre.middleRows(begin, count);
   grad.B.noalias() = u.cwiseProduct(v).transpose() * dz;
-  Matrix<S> dp = dz * p.B.transpose();                 // [count, r]
-  Matrix<S> du = dp.cwiseProduct(v);                   // d loss / d u
-  Matrix<S> dpre = dp.cwiseProduct(u).cwiseProduct(   // d loss / d pre, SiLU' = s (1 + t (1 - s))
+  Matrix<S> dp = dz * p.B.transpose();               // [count, r]
+  Matrix<S> du = dp.cwiseProduct(v);                 // d loss / d u
+  Matrix<S> dpre = dp.cwiseProduct(u).cwiseProduct(  // d loss / d pre, SiLU' = s (1 + t (1 - s))
       pre.unaryExpr([](S t) {
         const S s = sigmoid(t);
         return s * (S(1) + t * (S(1) - s));

@@ -134,7 +134,8 @@ class SamplerBackendCpu final : public SamplerBackend {
   void train() {
     const auto rows = static_cast<std::int64_t>(forward_.act_row.size());
     const TrainReport report = bank_.train(
-        forward_, ConstMatrixView(target_.data(), rows, target_.cols(), target_.cols(), DType::f32));
+        forward_,
+        ConstMatrixView(target_.data(), rows, target_.cols(), target_.cols(), DType::f32));
     stats_.rows_trained += report.rows_trained;
     stats_.rows_skipped_nonfinite += report.rows_nonfinite;
     if (report.slots_updated == 0) return;

@@ -147,7 +147,8 @@ class Backend {
 };
 
 // For ExploratorySampler: hooks enqueue on `engine_stream` and views carry device pointers, e.g.
-//   esamp::ExploratorySampler sampler(layers, distiller, exploration, esamp::cuda::backend(stream));
+//   esamp::ExploratorySampler sampler(layers, distiller, exploration,
+//   esamp::cuda::backend(stream));
 BackendFactory backend(cudaStream_t engine_stream);
 
 }  // namespace esamp::cuda

@@ -1,4 +1,5 @@
-// A thread that runs one fixed task on request, so a hook can hand work off and a later hook can wait.
+// A thread that runs one fixed task on request, so a hook can hand work off and a later hook can
+// wait.
 #pragma once
 
 #include <condition_variable>

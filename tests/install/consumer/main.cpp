@@ -1,7 +1,6 @@
 // Drives one decode step through the installed headers; exits non-zero if anything is off.
-#include <esamp/sampler.hpp>
-
 #include <cstdio>
+#include <esamp/sampler.hpp>
 #include <vector>
 
 int main() {
@@ -12,8 +11,10 @@ int main() {
   const esamp::GroupId group = sampler.open_group();
   std::vector<float> hidden(8, 0.5f);
   sampler.begin_step(std::vector<esamp::GroupId>{group});
-  sampler.on_hidden(0, esamp::Site::layer_input_normed, esamp::ConstMatrixView(hidden.data(), 1, 8));
-  sampler.on_hidden(1, esamp::Site::layer_input_normed, esamp::ConstMatrixView(hidden.data(), 1, 8));
+  sampler.on_hidden(0, esamp::Site::layer_input_normed,
+                    esamp::ConstMatrixView(hidden.data(), 1, 8));
+  sampler.on_hidden(1, esamp::Site::layer_input_normed,
+                    esamp::ConstMatrixView(hidden.data(), 1, 8));
   sampler.mix_hidden(esamp::MatrixView(hidden.data(), 1, 8));
   sampler.end_step();
   const bool ok = sampler.stats().steps == 1 && sampler.stats().rows_trained == 1;
