@@ -7,6 +7,7 @@
 #include <exception>
 #include <fstream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -138,9 +139,11 @@ int run_program(int argc, const char* const* argv) {
   info.settings.samples = options.samples;
   info.settings.max_new_tokens = options.new_tokens;
   info.settings.seeds = options.seeds;
-  std::ofstream csv, texts;
-  if (!options.csv_path.empty() && !(csv.open(options.csv_path), csv))
+  // The CSV is checked now (append mode truncates nothing) and written at the end, so a run that
+  // fails midway leaves an earlier CSV as it was.
+  if (!options.csv_path.empty() && !std::ofstream(options.csv_path, std::ios::app))
     throw UsageError(fmt::format("--csv {}: the file cannot be written", options.csv_path));
+  std::ofstream texts;
   if (!options.texts_path.empty() && !(texts.open(options.texts_path), texts))
     throw UsageError(fmt::format("--texts {}: the file cannot be written", options.texts_path));
 
@@ -183,7 +186,11 @@ int run_program(int argc, const char* const* argv) {
   progress.finish();
 
   const std::vector<FrontierGap> gaps = frontier_gaps(results);
-  if (csv.is_open()) csv << csv_text(results);
+  if (!options.csv_path.empty()) {
+    std::ofstream csv(options.csv_path);
+    csv << csv_text(results);
+    if (!csv) throw std::runtime_error(fmt::format("--csv {}: writing failed", options.csv_path));
+  }
   fmt::print("{}",
              options.json ? json_text(info, results, gaps) : markdown_text(info, results, gaps));
   return 0;
