@@ -11,6 +11,7 @@ using esamp::test::bit_equal;
 using esamp::test::cview;
 using esamp::test::Mat;
 using esamp::test::random_matrix;
+using esamp::test::temp_path;
 
 namespace {
 
@@ -305,11 +306,6 @@ TEST_CASE("set_parameters then parameters round-trips, and reset restores the se
 }
 
 namespace {
-
-std::string temp_path(const char* name) {
-  return (std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/esamp_test_") +
-         name;
-}
 
 std::vector<char> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -410,8 +410,7 @@ TEST_CASE("a sampler's bank saved and loaded continues bit for bit", "[sampler][
   const std::vector<GroupId> ga = {a.open_group(), a.open_group()};
   const std::vector<GroupId> gb = {b.open_group(), b.open_group()};
   for (std::uint32_t t = 0; t < 3; ++t) run_step(a, ga, random_step(2, 1100 + 3 * t));
-  const std::string path = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
-                           "/esamp_test_sampler.bank";
+  const std::string path = esamp::test::temp_path("sampler.bank");
   a.save_bank(path);
   b.load_bank(path);
   for (std::uint32_t t = 0; t < 3; ++t) {

@@ -1,7 +1,9 @@
 // Helpers shared by the core tests: seeded random matrices and views over them.
 #pragma once
 
+#include <cstdlib>
 #include <random>
+#include <string>
 
 #include "esamp/cpu/distiller_math.hpp"
 #include "esamp/tensor.hpp"
@@ -30,6 +32,12 @@ inline bool bit_equal(const float* a, const float* b, std::size_t n) {
 inline bool bit_equal(const Mat& a, const Mat& b) {
   return a.rows() == b.rows() && a.cols() == b.cols() &&
          bit_equal(a.data(), b.data(), static_cast<std::size_t>(a.size()));
+}
+
+// A scratch file path under $TMPDIR (or /tmp), named for the test that writes it.
+inline std::string temp_path(const std::string& name) {
+  const char* dir = std::getenv("TMPDIR");
+  return std::string(dir ? dir : "/tmp") + "/esamp_test_" + name;
 }
 
 }  // namespace esamp::test

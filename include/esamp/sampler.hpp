@@ -97,7 +97,7 @@ class ExploratorySampler {
     if (row_groups.size() > static_cast<std::size_t>(exploration_.max_rows))
       fail("begin_step: {} rows, more than ExplorationConfig.max_rows = {}", row_groups.size(),
            exploration_.max_rows);
-    for (const GroupId g : row_groups) slot_of(g);  // a bad id leaves the sampler as it was
+    // row_slots_ is read only inside a step: a bad id throws here, before the step starts.
     row_slots_.clear();
     for (const GroupId g : row_groups) row_slots_.push_back(slot_of(g));
     step_groups_.assign(row_groups.begin(), row_groups.end());
