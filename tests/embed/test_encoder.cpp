@@ -31,10 +31,14 @@ const SentenceEncoder& encoder() {
   return loaded;
 }
 
-// A folder holding the real tokenizer.json and `model` as model.safetensors.
-std::string model_folder(const std::string& name, const std::string& model) {
+std::string scratch_folder(const std::string& name) {
   const char* tmp = std::getenv("TMPDIR");
-  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/esamp_test_embed_" + name;
+  return std::string(tmp ? tmp : "/tmp") + "/esamp_test_embed_" + name;
+}
+
+// A scratch folder holding the real tokenizer.json and `model` as model.safetensors.
+std::string model_folder(const std::string& name, const std::string& model) {
+  const std::string dir = scratch_folder(name);
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(embedder_dir() + "/tokenizer.json", dir + "/tokenizer.json",
                              std::filesystem::copy_options::overwrite_existing);
@@ -112,6 +116,8 @@ TEST_CASE("Loading a truncated or mis-shaped model.safetensors is an error namin
           "tensor \"embeddings.word_embeddings.weight\" has shape [1, 4], expected [30522, 384]"));
   REQUIRE_THROWS_WITH(SentenceEncoder::load(model_folder("missing", one_tensor("x", "[4]", 16))),
                       Contains("no tensor \"embeddings.word_embeddings.weight\""));
+  for (const char* name : {"truncated", "misshaped", "missing"})
+    std::filesystem::remove_all(scratch_folder(name));
 }
 
 TEST_CASE("find_embedder_dir follows ESAMP_EMBEDDER_DIR and is empty where the files are not") {
