@@ -12,7 +12,8 @@ if(NOT ESAMP_CUDA STREQUAL "OFF")
   endif()
 endif()
 
-# esamp::cuda: the kernels (cuda/*.cu) and the backend host code (src/cuda/*.cpp), static.
+# esamp::cuda: the kernels (cuda/*.cu) and the backend's host code beside them (cuda/backend.cpp),
+# static; its public header is include/esamp/cuda.hpp.
 if(ESAMP_HAVE_CUDA)
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
     set(CMAKE_CUDA_ARCHITECTURES 80 90)
@@ -27,17 +28,20 @@ if(ESAMP_HAVE_CUDA)
     cuda/gather.cu
     cuda/mix.cu
     cuda/sampling.cu
-    src/cuda/backend.cpp
-    src/cuda/sampler_backend.cpp
+    cuda/backend.cpp
   )
   add_library(esamp::cuda ALIAS esamp_cuda)
   # Launcher headers are included as "cuda/<name>.cuh"; kernels include "detail/<name>.cuh".
   target_include_directories(esamp_cuda
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
     PRIVATE ${PROJECT_SOURCE_DIR}/cuda)
-  target_link_libraries(esamp_cuda PUBLIC esamp::esamp CUDA::cudart PRIVATE esamp_warnings)
+  target_link_libraries(esamp_cuda PUBLIC esamp::esamp CUDA::cudart)
+  # The project's warnings as options, not a link item, so that the exported target does not name them.
+  target_compile_options(esamp_cuda PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:$<TARGET_PROPERTY:esamp_warnings,INTERFACE_COMPILE_OPTIONS>>)
   set_target_properties(esamp_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON
-                                              CUDA_SEPARABLE_COMPILATION OFF)
+                                              CUDA_SEPARABLE_COMPILATION OFF EXPORT_NAME cuda)
+  install(TARGETS esamp_cuda EXPORT esampTargets)
   # --expt-relaxed-constexpr: the kernels call esamp::philox4x32_10 (constexpr) itself, so CPU and
   # GPU share one Philox.
   target_compile_options(esamp_cuda PRIVATE

@@ -56,7 +56,7 @@ struct UpGateProblem {
   static constexpr bool kAAlongK = true;
   static constexpr bool kBAlongK = false;
   const float* __restrict__ params;
-  ParamLayout layout;
+  ParameterLayout layout;
   StepPlanView plan;
   const float* __restrict__ source;
   float* __restrict__ partial;
@@ -89,7 +89,7 @@ struct DownProblem {
   static constexpr bool kAAlongK = true;
   static constexpr bool kBAlongK = false;
   const float* __restrict__ params;
-  ParamLayout layout;
+  ParameterLayout layout;
   StepPlanView plan;
   const float* __restrict__ source;
   const float* __restrict__ gated;
@@ -118,7 +118,7 @@ struct DownBackwardDataProblem {
   static constexpr bool kAAlongK = true;
   static constexpr bool kBAlongK = true;
   const float* __restrict__ params;
-  ParamLayout layout;
+  ParameterLayout layout;
   StepPlanView plan;
   const float* __restrict__ dz;
   float* __restrict__ partial;
@@ -193,7 +193,7 @@ struct UpGateWeightProblem {
   UpdateTarget target;
 
   __device__ bool locate(Block& b) const {
-    const ParamLayout& l = target.bank.layout;
+    const ParameterLayout& l = target.bank.layout;
     return locate_weight_block(plan, target, static_cast<int>(l.hidden),
                                static_cast<int>(2 * l.rank), b);
   }
@@ -204,7 +204,7 @@ struct UpGateWeightProblem {
     return dgate[static_cast<std::int64_t>(k) * 2 * target.bank.layout.rank + blk.n0 + n];
   }
   __device__ void store(const Block& b, int m, int n, float acc) const {
-    const ParamLayout& l = target.bank.layout;
+    const ParameterLayout& l = target.bank.layout;
     const std::int64_t row = b.m0 + m, col = b.n0 + n;
     const std::int64_t index = col < l.rank ? l.offset_A() + row * l.rank + col
                                             : l.offset_G() + row * l.rank + (col - l.rank);
@@ -225,7 +225,7 @@ struct DownWeightProblem {
   UpdateTarget target;
 
   __device__ bool locate(Block& b) const {
-    const ParamLayout& l = target.bank.layout;
+    const ParameterLayout& l = target.bank.layout;
     return locate_weight_block(plan, target, static_cast<int>(l.rank), static_cast<int>(l.hidden),
                                b);
   }
@@ -236,7 +236,7 @@ struct DownWeightProblem {
     return dz[static_cast<std::int64_t>(k) * target.bank.layout.hidden + blk.n0 + n];
   }
   __device__ void store(const Block& b, int m, int n, float acc) const {
-    const ParamLayout& l = target.bank.layout;
+    const ParameterLayout& l = target.bank.layout;
     const std::int64_t index = l.offset_B() + (b.m0 + m) * l.hidden + b.n0 + n;
     update_parameter<kRule>(target, b, index, acc, *target.settings);
   }
@@ -253,7 +253,7 @@ __global__ void snapshot_segment_steps_kernel(const StepPlanView plan,
 }
 
 __global__ void __launch_bounds__(kFlatThreads)
-    swiglu_forward_kernel(const float* __restrict__ params, const ParamLayout layout,
+    swiglu_forward_kernel(const float* __restrict__ params, const ParameterLayout layout,
                           const StepPlanView plan, const float* __restrict__ partial, int splits,
                           float* __restrict__ u, float* __restrict__ pre, float* __restrict__ v,
                           float* __restrict__ gated) {
@@ -280,7 +280,7 @@ __global__ void __launch_bounds__(kFlatThreads)
 }
 
 __global__ void __launch_bounds__(kRowThreads)
-    layer_norm_forward_kernel(const float* __restrict__ params, const ParamLayout layout,
+    layer_norm_forward_kernel(const float* __restrict__ params, const ParameterLayout layout,
                               bool output_norm, const StepPlanView plan, float* __restrict__ z_hat,
                               float* __restrict__ y_hat, float* __restrict__ rstd) {
   __shared__ float scratch[kRowThreads / detail::kWarp];
@@ -335,7 +335,7 @@ __global__ void prepare_slot_updates_kernel(const StepPlanView plan,
 }
 
 __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
-    const float* __restrict__ params, const ParamLayout layout, bool output_norm,
+    const float* __restrict__ params, const ParameterLayout layout, bool output_norm,
     const StepPlanView plan, const float* __restrict__ y_hat, const float* __restrict__ target,
     const float* __restrict__ z_hat, const float* __restrict__ rstd,
     const std::uint8_t* __restrict__ source_finite, const std::uint8_t* __restrict__ target_finite,
@@ -386,7 +386,7 @@ __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
 }
 
 __global__ void __launch_bounds__(kFlatThreads)
-    swiglu_backward_kernel(const ParamLayout layout, const StepPlanView plan,
+    swiglu_backward_kernel(const ParameterLayout layout, const StepPlanView plan,
                            const float* __restrict__ partial, int splits,
                            const float* __restrict__ u, const float* __restrict__ pre,
                            const float* __restrict__ v, float* __restrict__ dgate) {
@@ -407,7 +407,7 @@ __global__ void __launch_bounds__(kFlatThreads)
 }
 
 __global__ void __launch_bounds__(kFlatThreads)
-    vector_gradients_kernel(const ParamLayout layout, bool output_norm, const StepPlanView plan,
+    vector_gradients_kernel(const ParameterLayout layout, bool output_norm, const StepPlanView plan,
                             const float* __restrict__ dgate, const float* __restrict__ dy,
                             const float* __restrict__ z_hat, float* __restrict__ vector_grad) {
   const int segment = static_cast<int>(blockIdx.x);
@@ -449,8 +449,8 @@ __global__ void __launch_bounds__(kFlatThreads)
 __global__ void finish_training_step_kernel(const StepPlanView plan, int hidden,
                                             const float* __restrict__ row_sq_error,
                                             const std::int32_t* __restrict__ segment_used,
-                                            DeviceStats* __restrict__ stats) {
-  long long used_rows = 0, updated = 0;
+                                            Stats* __restrict__ stats) {
+  std::int64_t used_rows = 0, updated = 0;
   double loss_sum = 0.0;
   for (int s = 0; s < plan.segments(); ++s) {
     const int used = segment_used[s];
@@ -461,6 +461,7 @@ __global__ void finish_training_step_kernel(const StepPlanView plan, int hidden,
     used_rows += used;
     ++updated;
   }
+  stats->steps += 1;
   stats->rows_trained += used_rows;
   stats->rows_skipped_nonfinite += plan.rows() - used_rows;
   if (updated == 0) return;
@@ -501,14 +502,14 @@ cudaError_t SnapshotSegmentSteps(const StepPlanView& plan, const std::int64_t* s
   return cudaGetLastError();
 }
 
-cudaError_t UpGateProjection(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t UpGateProjection(const float* params, ParameterLayout layout, const StepPlanView& plan,
                              const float* source, int splits, float* partial, cudaStream_t stream) {
   const UpGateProblem problem{params, layout, plan, source, partial, splits};
   return detail::launch_slot_gemm(problem, row_grid<UpGateProblem>(plan, 2 * layout.rank, splits),
                                   stream);
 }
 
-cudaError_t SwigluForward(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t SwigluForward(const float* params, ParameterLayout layout, const StepPlanView& plan,
                           const float* partial, int splits, float* u, float* pre, float* v,
                           float* gated, cudaStream_t stream) {
   swiglu_forward_kernel<<<flat_blocks(plan.layout.max_rows * layout.rank), kFlatThreads, 0,
@@ -516,13 +517,13 @@ cudaError_t SwigluForward(const float* params, ParamLayout layout, const StepPla
   return cudaGetLastError();
 }
 
-cudaError_t DownProjection(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t DownProjection(const float* params, ParameterLayout layout, const StepPlanView& plan,
                            const float* source, const float* gated, float* z, cudaStream_t stream) {
   const DownProblem problem{params, layout, plan, source, gated, z};
   return detail::launch_slot_gemm(problem, row_grid<DownProblem>(plan, layout.hidden, 1), stream);
 }
 
-cudaError_t LayerNormForward(const float* params, ParamLayout layout, bool output_norm,
+cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool output_norm,
                              const StepPlanView& plan, float* z_hat, float* y_hat, float* rstd,
                              cudaStream_t stream) {
   layer_norm_forward_kernel<<<static_cast<unsigned>(plan.layout.max_rows), kRowThreads, 0,
@@ -541,7 +542,7 @@ cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* sou
   return cudaGetLastError();
 }
 
-cudaError_t MseLayerNormBackward(const float* params, ParamLayout layout, bool output_norm,
+cudaError_t MseLayerNormBackward(const float* params, ParameterLayout layout, bool output_norm,
                                  const StepPlanView& plan, const float* y_hat, const float* target,
                                  const float* z_hat, const float* rstd,
                                  const std::uint8_t* source_finite,
@@ -555,14 +556,14 @@ cudaError_t MseLayerNormBackward(const float* params, ParamLayout layout, bool o
   return cudaGetLastError();
 }
 
-cudaError_t DownBackwardData(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t DownBackwardData(const float* params, ParameterLayout layout, const StepPlanView& plan,
                              const float* dz, int splits, float* partial, cudaStream_t stream) {
   const DownBackwardDataProblem problem{params, layout, plan, dz, partial, splits};
   return detail::launch_slot_gemm(
       problem, row_grid<DownBackwardDataProblem>(plan, layout.rank, splits), stream);
 }
 
-cudaError_t SwigluBackward(ParamLayout layout, const StepPlanView& plan, const float* partial,
+cudaError_t SwigluBackward(ParameterLayout layout, const StepPlanView& plan, const float* partial,
                            int splits, const float* u, const float* pre, const float* v,
                            float* dgate, cudaStream_t stream) {
   swiglu_backward_kernel<<<flat_blocks(plan.layout.max_rows * layout.rank), kFlatThreads, 0,
@@ -575,7 +576,7 @@ cudaError_t DownWeightUpdate(const StepPlanView& plan, const float* gated, const
   return detail::dispatch_rule(target.rule, [&](auto rule) {
     using Problem = DownWeightProblem<decltype(rule)::value>;
     const Problem problem{plan, gated, dz, target};
-    const ParamLayout& l = target.bank.layout;
+    const ParameterLayout& l = target.bank.layout;
     return detail::launch_slot_gemm(problem, weight_grid<Problem>(plan, l.rank, l.hidden), stream);
   });
 }
@@ -585,13 +586,13 @@ cudaError_t UpGateWeightUpdate(const StepPlanView& plan, const float* source, co
   return detail::dispatch_rule(target.rule, [&](auto rule) {
     using Problem = UpGateWeightProblem<decltype(rule)::value>;
     const Problem problem{plan, source, dgate, target};
-    const ParamLayout& l = target.bank.layout;
+    const ParameterLayout& l = target.bank.layout;
     return detail::launch_slot_gemm(problem, weight_grid<Problem>(plan, l.hidden, 2 * l.rank),
                                     stream);
   });
 }
 
-cudaError_t VectorGradients(ParamLayout layout, bool output_norm, const StepPlanView& plan,
+cudaError_t VectorGradients(ParameterLayout layout, bool output_norm, const StepPlanView& plan,
                             const float* dgate, const float* dy, const float* z_hat,
                             float* vector_grad, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(plan.layout.max_segments),
@@ -616,7 +617,7 @@ cudaError_t UpdateParameterRange(const StepPlanView& plan, const float* grad,
 }
 
 cudaError_t FinishTrainingStep(const StepPlanView& plan, int hidden, const float* row_sq_error,
-                               const std::int32_t* segment_used, DeviceStats* stats,
+                               const std::int32_t* segment_used, Stats* stats,
                                cudaStream_t stream) {
   finish_training_step_kernel<<<1, 1, 0, stream>>>(plan, hidden, row_sq_error, segment_used, stats);
   return cudaGetLastError();

@@ -4,15 +4,15 @@
 // the vector gradients (b, w, c) and their update, and the step's bookkeeping. Rows are grouped by
 // slot as a StepPlan in device memory says; grids are sized by the plan's capacity, so every
 // launcher is CUDA-graph capturable whatever the rows of a step. Plain C++ header: raw pointers,
-// sizes and a stream in, cudaError_t out. Kernels: distiller.cu; CPU twins:
-// esamp/cpu/distiller_math.hpp.
+// sizes and a stream in, cudaError_t out; launchers trust their caller (cuda::Backend, itself
+// trusting the front end). Kernels: distiller.cu; CPU twins: esamp/cpu/distiller_math.hpp.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
-#include "esamp/cuda/layout.hpp"
+#include "cuda/workspace.hpp"
 
 namespace esamp::cuda {
 
@@ -22,7 +22,7 @@ struct BankView {
   float* first_moment = nullptr;   // AdamW m; unused by SGD
   float* second_moment = nullptr;  // AdamW v; unused by SGD
   std::int64_t* steps = nullptr;   // optimizer updates since the slot's reset
-  ParamLayout layout;
+  ParameterLayout layout;
 };
 
 // Where a weight-gradient kernel puts its result: an optimizer step on the bank (AdamW, SGD), or
@@ -43,24 +43,24 @@ cudaError_t SnapshotSegmentSteps(const StepPlanView& plan, const std::int64_t* s
 
 // partial[split, p, :] = x[p, K-chunk] [A | G][K-chunk, :] for each grouped position p, by its
 // slot. partial: [splits, max_rows, 2r].
-cudaError_t UpGateProjection(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t UpGateProjection(const float* params, ParameterLayout layout, const StepPlanView& plan,
                              const float* source, int splits, float* partial,
                              cudaStream_t stream = nullptr);
 
 // u = sum of the partials' A half, pre = their G half + b, v = SiLU(pre), gated = u * v ([rows,
 // r]).
-cudaError_t SwigluForward(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t SwigluForward(const float* params, ParameterLayout layout, const StepPlanView& plan,
                           const float* partial, int splits, float* u, float* pre, float* v,
                           float* gated, cudaStream_t stream = nullptr);
 
 // z = x + gated B ([rows, H]).
-cudaError_t DownProjection(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t DownProjection(const float* params, ParameterLayout layout, const StepPlanView& plan,
                            const float* source, const float* gated, float* z,
                            cudaStream_t stream = nullptr);
 
 // Per row: z_hat = (z - mean) * rstd in place, y_hat = z_hat * w + c; without the output norm,
 // y_hat = z and rstd = 1.
-cudaError_t LayerNormForward(const float* params, ParamLayout layout, bool output_norm,
+cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool output_norm,
                              const StepPlanView& plan, float* z_hat, float* y_hat, float* rstd,
                              cudaStream_t stream = nullptr);
 
@@ -74,7 +74,7 @@ cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* sou
 
 // Per row: dy = 2 (y_hat - y) / (used H) and dz through the LayerNorm (zero rows where the row does
 // not train), row_sq_error = sum (y_hat - y)^2.
-cudaError_t MseLayerNormBackward(const float* params, ParamLayout layout, bool output_norm,
+cudaError_t MseLayerNormBackward(const float* params, ParameterLayout layout, bool output_norm,
                                  const StepPlanView& plan, const float* y_hat, const float* target,
                                  const float* z_hat, const float* rstd,
                                  const std::uint8_t* source_finite,
@@ -84,12 +84,12 @@ cudaError_t MseLayerNormBackward(const float* params, ParamLayout layout, bool o
 
 // partial[split, p, :] = dz[p, K-chunk] B^T[K-chunk, :] ([splits, max_rows, r]); reads B before
 // DownWeightUpdate writes it.
-cudaError_t DownBackwardData(const float* params, ParamLayout layout, const StepPlanView& plan,
+cudaError_t DownBackwardData(const float* params, ParameterLayout layout, const StepPlanView& plan,
                              const float* dz, int splits, float* partial,
                              cudaStream_t stream = nullptr);
 
 // dgate = (du | dpre) [rows, 2r]: du = dp v, dpre = dp u SiLU'(pre), dp = sum of the partials.
-cudaError_t SwigluBackward(ParamLayout layout, const StepPlanView& plan, const float* partial,
+cudaError_t SwigluBackward(ParameterLayout layout, const StepPlanView& plan, const float* partial,
                            int splits, const float* u, const float* pre, const float* v,
                            float* dgate, cudaStream_t stream = nullptr);
 
@@ -103,7 +103,7 @@ cudaError_t UpGateWeightUpdate(const StepPlanView& plan, const float* source, co
 
 // Per segment: (db | dw | dc) = column sums over its rows of dpre, dy * z_hat, dy (dw = dc = 0
 // without the output norm), into vector_grad [max_segments, r + 2H].
-cudaError_t VectorGradients(ParamLayout layout, bool output_norm, const StepPlanView& plan,
+cudaError_t VectorGradients(ParameterLayout layout, bool output_norm, const StepPlanView& plan,
                             const float* dgate, const float* dy, const float* z_hat,
                             float* vector_grad, cudaStream_t stream = nullptr);
 
@@ -114,9 +114,9 @@ cudaError_t UpdateParameterRange(const StepPlanView& plan, const float* grad,
                                  const UpdateTarget& target, cudaStream_t stream = nullptr);
 
 // Loss of the step (mean over updated slots of each slot's mean squared error) and the running
-// totals in `stats`, from row_sq_error and segment_used.
+// totals in `stats` (steps included), from row_sq_error and segment_used.
 cudaError_t FinishTrainingStep(const StepPlanView& plan, int hidden, const float* row_sq_error,
-                               const std::int32_t* segment_used, DeviceStats* stats,
+                               const std::int32_t* segment_used, Stats* stats,
                                cudaStream_t stream = nullptr);
 
 }  // namespace esamp::cuda

@@ -1,13 +1,13 @@
 // Launcher of the gather that turns an engine's rows (f32/f16/bf16, any row stride) into the fp32
 // rows the distiller kernels read, grouped by slot, with a finite flag per row. Kernel: gather.cu;
-// CPU twin: the row loading and finiteness test of LatentDistiller::forward / train.
+// CPU twin: cpu::gather_rows (esamp/cpu/bank_step.hpp). Trusts its caller.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
-#include "esamp/cuda/layout.hpp"
+#include "esamp/core.hpp"
 #include "esamp/tensor.hpp"
 
 namespace esamp::cuda {

@@ -11,12 +11,12 @@ using detail::sub_rn;
 
 constexpr int kMixThreads = 256;
 
-// Whether input row `row` is mixed, decided identically by every thread of the block: beta != 0,
-// source finite, slot warm, prediction finite. Sets *prediction to the row's y_hat.
+// Whether input row `row` is mixed, decided identically by every thread of the block: its beta
+// != 0, source finite, slot warm, prediction finite. Sets *prediction to the row's y_hat.
 template <int kThreads>
 __device__ bool row_is_mixed(const MixInputs& in, int row, int hidden_size,
                              const float** prediction) {
-  const float beta = in.settings->beta;
+  const float beta = in.plan.row_beta(row);
   const int pos = in.plan.row_position(row);
   const int segment = in.plan.position_segment(pos);
   if (beta == 0.0f || !in.source_finite[pos] ||
@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kMixThreads)
   if (row >= in.plan.rows()) return;
   const float* y_hat = nullptr;
   if (!row_is_mixed<kMixThreads>(in, row, hidden_size, &y_hat)) return;
-  const float beta = in.settings->beta;
+  const float beta = in.plan.row_beta(row);
   const float keep = 1.0f + beta;
   T* h = hidden + row * stride;
   using Pack = detail::Pack<T, kPack>;
@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(detail::kSelectThreads)
   if (threadIdx.x == 0)
     row_status[row] =
         (rc.summary.invalid ? kRowHasInvalidLogit : 0) | (rc.any ? 0 : kRowHasNoCandidate);
-  const float beta = in.settings->beta;
+  const float beta = in.plan.row_beta(row);
   const float keep = 1.0f + beta;
   const int warp = static_cast<int>(threadIdx.x) / detail::kWarp;
   int ties_seen = 0;

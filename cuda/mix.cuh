@@ -1,14 +1,15 @@
 // Launchers of the two mixing modes (DESIGN.md §1): latent mixing of the final hidden states in
 // place, and candidate mixing of the logits with a fused gather-dot of the LM-head rows. Both read
-// the step's prediction and the slots' warm-up snapshot from device memory. Kernels: mix.cu; CPU
-// twins: ExploratorySampler::mix_hidden and mix_logits.
+// the step's prediction, each row's β (in the plan) and the slots' warm-up snapshot from device
+// memory. Kernels: mix.cu; CPU twins: cpu::Backend::mix_hidden and mix_logits. Launchers trust
+// their caller (the front end checked every view).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
-#include "esamp/cuda/layout.hpp"
+#include "cuda/workspace.hpp"
 #include "esamp/tensor.hpp"
 #include "sampling.cuh"
 
@@ -20,12 +21,13 @@ struct MixInputs {
   const float* y_hat = nullptr;                 // [max_rows, H] by grouped position
   const std::uint8_t* source_finite = nullptr;  // [max_rows] by grouped position
   const std::int64_t* segment_steps = nullptr;  // [max_segments] updates of each segment's slot
-  const MixSettings* settings = nullptr;        // device: beta, warmup_updates
+  const MixSettings* settings = nullptr;        // device: warmup_updates
   unsigned long long* rows_mixed = nullptr;     // device counter, += rows mixed
 };
 
 // h = (1 + beta) h - beta y_hat in place on input row i < plan.rows() of `hidden` ([*, H], any
-// dtype, row stride in elements; rounded to nearest even on store), unless beta = 0, the row's slot
+// dtype, row stride in elements; rounded to nearest even on store; beta = plan.row_beta(i)),
+// unless beta = 0, the row's slot
 // has fewer than warmup_updates updates, or its source or prediction is not finite: such rows are
 // not touched (beta = 0 is a bit-exact no-op).
 cudaError_t MixHidden(void* hidden, DType dtype, std::int64_t stride, int hidden_size,

@@ -15,7 +15,7 @@
 namespace esamp::cuda {
 
 // An esamp::Filter as the kernels take it: min-p as log(min_p), computed on the host in double
-// exactly as select_candidates does.
+// exactly as select_candidates does. The filter is the front end's, already validated.
 struct FilterParams {
   float temperature = 1.0f;
   int top_k = 0;
@@ -24,7 +24,6 @@ struct FilterParams {
 };
 
 inline FilterParams make_filter_params(const Filter& filter) {
-  filter.validate();
   return {filter.temperature, filter.top_k, filter.top_p,
           filter.min_p > 0.0f ? std::log(static_cast<double>(filter.min_p))
                               : -std::numeric_limits<double>::infinity()};

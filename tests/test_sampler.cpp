@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 
+#include "esamp/distiller.hpp"
 #include "esamp/sampler.hpp"
 #include "test_util.hpp"
 
@@ -64,7 +65,7 @@ Mat run_step(ExploratorySampler& s, const std::vector<GroupId>& groups, const St
 // ŷ for `rows` of `x` from a stand-alone bank holding `slot`'s parameters.
 Mat reference_prediction(ExploratorySampler& s, int slot, const Mat& x) {
   LatentDistiller ref(distiller_config(1));
-  ref.set_parameters(0, s.distiller().parameters(slot));
+  ref.set_parameters(0, LatentDistiller(s.bank()).parameters(slot));
   Mat y_hat(x.rows(), x.cols());
   ref.predict(std::vector<int>(static_cast<std::size_t>(x.rows()), 0), cview(x), view(y_hat));
   return y_hat;
@@ -281,13 +282,10 @@ TEST_CASE("background training gives bit-identical mixing, parameters and stats"
   REQUIRE(a.slot_updates == b.slot_updates);
   REQUIRE(a.mean_loss == b.mean_loss);
   REQUIRE(a.last_loss == b.last_loss);
-  for (int slot = 0; slot < 3; ++slot)
-    for (const auto array :
-         {BankArray::parameters, BankArray::first_moment, BankArray::second_moment}) {
-      const Span<const float> x = sync.distiller().slot_array(array, slot);
-      const Span<const float> y = async.distiller().slot_array(array, slot);
-      REQUIRE(bit_equal(x.data(), y.data(), x.size()));
-    }
+  const BankState sync_bank = sync.bank(), async_bank = async.bank();
+  for (const auto array :
+       {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+    REQUIRE(sync_bank.whole(array) == async_bank.whole(array));
 }
 
 TEST_CASE("non-finite source or target rows are neither trained on nor mixed, and are counted",
@@ -306,8 +304,8 @@ TEST_CASE("non-finite source or target rows are neither trained on nor mixed, an
   REQUIRE(st.rows_trained == 4 + 2);
   REQUIRE(st.rows_skipped_nonfinite == 2);
   REQUIRE(st.rows_mixed == 3);
-  for (const float p : s.distiller().slot_array(BankArray::parameters, 0))
-    REQUIRE(std::isfinite(p));
+  const BankState bank = s.bank();
+  for (const float p : bank.whole(BankArray::parameters)) REQUIRE(std::isfinite(p));
 }
 
 TEST_CASE("a group is mixed only after warmup_updates updates of its slot", "[sampler]") {
@@ -331,7 +329,7 @@ TEST_CASE(
   REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
   for (std::uint32_t t = 0; t < 3; ++t) run_step(s, {a, b, a}, random_step(3, 800 + 3 * t));
   const int freed = s.slot_of(a);
-  REQUIRE(s.distiller().updates(freed) == 3);
+  REQUIRE(s.bank().updates(freed) == 3);
   s.close_group(a);
   REQUIRE_THROWS_WITH(s.slot_of(a), Contains("group " + std::to_string(a) + " is unknown"));
   REQUIRE_THROWS_WITH(s.begin_step(std::vector<GroupId>{b, a}), Contains("is unknown"));
@@ -340,12 +338,12 @@ TEST_CASE(
   const GroupId c = s.open_group();
   REQUIRE(c != a);
   REQUIRE(s.slot_of(c) == freed);
-  REQUIRE(s.distiller().updates(freed) == 0);
-  LatentDistiller fresh(distiller_config(2));
-  const Span<const float> now = s.distiller().slot_array(BankArray::parameters, freed);
+  REQUIRE(s.bank().updates(freed) == 0);
+  const BankState now = s.bank(), fresh(distiller_config(2));
+  const Span<const float> reset = now.slot_array(BankArray::parameters, freed);
   const Span<const float> init = fresh.slot_array(BankArray::parameters, 0);
-  REQUIRE(bit_equal(now.data(), init.data(), now.size()));
-  REQUIRE(s.distiller().updates(s.slot_of(b)) == 3);  // the other group kept its slot's state
+  REQUIRE(bit_equal(reset.data(), init.data(), reset.size()));
+  REQUIRE(s.bank().updates(s.slot_of(b)) == 3);  // the other group kept its slot's state
 }
 
 TEST_CASE("global sharing trains one slot from every group", "[sampler][groups]") {
@@ -354,13 +352,13 @@ TEST_CASE("global sharing trains one slot from every group", "[sampler][groups]"
   ExploratorySampler s(kLayers, distiller_config(2), e);
   std::vector<GroupId> groups;
   for (int i = 0; i < 5; ++i) groups.push_back(s.open_group());  // more groups than slots
-  REQUIRE(s.distiller().slots() == 1);
+  REQUIRE(s.bank().slots() == 1);
   for (const GroupId g : groups) REQUIRE(s.slot_of(g) == 0);
   run_step(s, groups, random_step(5, 900));
-  REQUIRE(s.distiller().updates(0) == 1);
+  REQUIRE(s.bank().updates(0) == 1);
   REQUIRE(s.stats().slot_updates == 1);
   s.close_group(groups[0]);
-  REQUIRE(s.distiller().updates(0) == 1);  // closing a group never resets the shared slot
+  REQUIRE(s.bank().updates(0) == 1);  // closing a group never resets the shared slot
 }
 
 TEST_CASE("hooks called out of order or with bad tensors are errors naming the problem",
@@ -441,7 +439,110 @@ TEST_CASE("a final_normed target is delivered before mixing and trains on the un
     s.end_step();
     reference.train_step(std::vector<int>(2, 0), cview(in.source), cview(in.final_hidden));
   }
-  const Span<const float> got = s.distiller().slot_array(BankArray::parameters, s.slot_of(g));
+  const BankState bank = s.bank();
+  const Span<const float> got = bank.slot_array(BankArray::parameters, s.slot_of(g));
   const Span<const float> want = reference.slot_array(BankArray::parameters, 0);
   REQUIRE(bit_equal(got.data(), want.data(), got.size()));
+}
+
+TEST_CASE("two groups in one batch are each mixed with their own β; a group at β = 0 is untouched",
+          "[sampler][beta]") {
+  const float beta_a = 0.5f, beta_b = 2.0f;
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config(1.0f));
+  const GroupId a = s.open_group(beta_a), b = s.open_group(beta_b), off = s.open_group(0.0f);
+  REQUIRE(s.beta(a) == beta_a);
+  REQUIRE(s.beta(off) == 0.0f);
+  const std::vector<GroupId> groups = {a, b, off, b, a};
+  for (std::uint32_t t = 0; t < 4; ++t) {
+    const StepInputs in = random_step(5, 1400 + 3 * t);
+    const Mat expect_a = reference_prediction(s, s.slot_of(a), in.source);
+    const Mat expect_b = reference_prediction(s, s.slot_of(b), in.source);
+    const Mat mixed = run_step(s, groups, in);
+    for (int i = 0; i < 5; ++i) {
+      const GroupId g = groups[static_cast<std::size_t>(i)];
+      INFO("step " << t << " row " << i << " group " << g);
+      if (g == off || t == 0) {  // β = 0, or every slot still warming up: bit for bit
+        REQUIRE(bit_equal(mixed.row(i).data(), in.final_hidden.row(i).data(), kHidden));
+        continue;
+      }
+      const float beta = g == a ? beta_a : beta_b;
+      const Mat& expect = g == a ? expect_a : expect_b;
+      for (int j = 0; j < kHidden; ++j)
+        REQUIRE_THAT(mixed(i, j), Catch::Matchers::WithinAbs(
+                                      (1 + beta) * in.final_hidden(i, j) - beta * expect(i, j),
+                                      1e-5 * (1 + beta)));
+    }
+  }
+  REQUIRE(s.stats().rows_mixed == 3 * 4);
+  REQUIRE(s.bank().updates(s.slot_of(off)) == 4);  // β = 0 still trains its slot
+}
+
+TEST_CASE("set_beta takes effect from the next step and is checked like ExplorationConfig.beta",
+          "[sampler][beta]") {
+  ExploratorySampler s(kLayers, distiller_config(), exploration_config(0.0f));
+  ExploratorySampler twin(kLayers, distiller_config(), exploration_config(0.0f));
+  const GroupId g = s.open_group(), h = twin.open_group(1.25f);
+  REQUIRE(s.beta(g) == 0.0f);  // ExplorationConfig.beta is the default
+  for (std::uint32_t t = 0; t < 4; ++t) {
+    if (t == 2) s.set_beta(g, 1.25f);
+    const StepInputs in = random_step(2, 1500 + 3 * t);
+    const Mat got = run_step(s, {g, g}, in), want = run_step(twin, {h, h}, in);
+    if (t < 2) {
+      REQUIRE(bit_equal(got, in.final_hidden));
+    } else {  // same bank, same rows: from now on exactly the twin's mix
+      REQUIRE(bit_equal(got, want));
+    }
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  REQUIRE_THROWS_WITH(s.set_beta(g, inf),
+                      Contains("set_beta: beta = inf: must be finite and >= 0"));
+  REQUIRE_THROWS_WITH(s.set_beta(g, -0.5f), Contains("beta = -0.5: must be finite and >= 0"));
+  REQUIRE_THROWS_WITH(s.set_beta(g, std::nanf("")), Contains("must be finite and >= 0"));
+  REQUIRE_THROWS_WITH(s.open_group(inf), Contains("open_group: beta = inf: must be finite"));
+  REQUIRE_THROWS_WITH(s.set_beta(12345, 1.0f), Contains("group 12345 is unknown"));
+  REQUIRE(s.beta(g) == 1.25f);  // the refused values left it as it was
+}
+
+TEST_CASE("the engine's two mixing points mix where the mode says, and name the draw filter",
+          "[sampler][mix]") {
+  const Mat head = random_matrix(10, kHidden, 1600);
+  Filter filter;
+  filter.temperature = 0.7f;
+  filter.top_k = 4;
+  for (const MixMode mode : {MixMode::latent, MixMode::candidates}) {
+    INFO("mode " << name(mode));
+    ExploratorySampler via_points(kLayers, distiller_config(), exploration_config(1.0f, mode));
+    ExploratorySampler direct(kLayers, distiller_config(), exploration_config(1.0f, mode));
+    const GroupId g = via_points.open_group(), d = direct.open_group();
+    for (std::uint32_t t = 0; t < 3; ++t) {
+      const StepInputs in = random_step(2, 1700 + 3 * t);
+      Mat h1 = in.final_hidden, h2 = in.final_hidden;
+      for (ExploratorySampler* s : {&via_points, &direct}) {
+        s->begin_step(std::vector<GroupId>(2, s == &direct ? d : g));
+        s->on_hidden(0, Site::layer_input_normed, cview(in.source));
+        s->on_hidden(kLayers - 1, Site::layer_input_normed, cview(in.target));
+      }
+      via_points.before_lm_head(view(h1));
+      Mat l1 = h1 * head.transpose();
+      via_points.after_lm_head(view(l1), cview(head), &filter);
+      if (mode == MixMode::latent) direct.mix_hidden(view(h2));
+      Mat l2 = h2 * head.transpose();
+      if (mode == MixMode::candidates) direct.mix_logits(view(l2), cview(head), filter);
+      via_points.end_step();
+      direct.end_step();
+      REQUIRE(bit_equal(l1, l2));
+    }
+    const Filter draw = via_points.sampling_filter(filter);
+    REQUIRE(draw.top_k == (mode == MixMode::latent ? 4 : 0));
+    REQUIRE(draw.temperature == 0.7f);
+  }
+  ExploratorySampler cand(kLayers, distiller_config(),
+                          exploration_config(1.0f, MixMode::candidates));
+  const GroupId c = cand.open_group();
+  const StepInputs in = random_step(1, 1800);
+  Mat logits = in.final_hidden * head.transpose();
+  cand.begin_step(std::vector<GroupId>{c});
+  cand.on_hidden(0, Site::layer_input_normed, cview(in.source));
+  REQUIRE_THROWS_WITH(cand.after_lm_head(view(logits), cview(head), nullptr),
+                      Contains("and the filter is null"));
 }

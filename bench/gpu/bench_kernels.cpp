@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-#include "esamp/cuda/backend.hpp"
+#include "cuda/backend.hpp"
 
 namespace {
 
@@ -30,7 +30,7 @@ struct Shape {
 // Bytes of bank traffic per step: parameters read by the forward and by the backward, then the
 // update reads and writes the parameters (and both AdamW moments).
 double floor_bytes(const Shape& s) {
-  const double params = static_cast<double>(esamp::cuda::ParamLayout{s.hidden, s.rank}.size());
+  const double params = static_cast<double>(esamp::ParameterLayout{s.hidden, s.rank}.size());
   const double per_slot =
       s.optimizer == esamp::Optimizer::adamw ? params * 4 * (2 + 6) : params * 4 * (2 + 2);
   return per_slot * s.active_slots;
@@ -69,7 +69,9 @@ int main(int argc, char** argv) {
     exploration.beta = 0.5f;
     cudaStream_t stream = nullptr;
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
-    auto owner = std::make_unique<esamp::cuda::Backend>(config, exploration, stream);
+    esamp::cuda::BackendOptions options;
+    options.stream = stream;
+    auto owner = std::make_unique<esamp::cuda::Backend>(config, exploration, options);
     esamp::cuda::Backend& backend = *owner;
 
     const std::size_t elements = static_cast<std::size_t>(s.rows) * s.hidden;
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
     std::vector<int> row_slots(static_cast<std::size_t>(s.rows));
     for (std::size_t i = 0; i < row_slots.size(); ++i)
       row_slots[i] = static_cast<int>(i % static_cast<std::size_t>(s.active_slots));
+    const std::vector<float> row_beta(row_slots.size(), exploration.beta);
     const esamp::ConstMatrixView src(source, s.rows, s.hidden, s.hidden, esamp::DType::bf16,
                                      esamp::Device::cuda);
     const esamp::ConstMatrixView tgt(target, s.rows, s.hidden, s.hidden, esamp::DType::bf16,
@@ -99,21 +102,21 @@ int main(int argc, char** argv) {
     };
 
     for (int i = 0; i < warmup; ++i) {
-      backend.begin_step(row_slots);
+      backend.begin_step(row_slots, row_beta);
       hooks();
     }
-    backend.wait();
+    backend.stats();  // waits for the warm-up steps
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < timed; ++i) {
-      backend.begin_step(row_slots);
+      backend.begin_step(row_slots, row_beta);
       hooks();
     }
-    backend.wait();
+    backend.stats();
     const double eager_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() /
         timed;
 
-    backend.begin_step(row_slots);
+    backend.begin_step(row_slots, row_beta);
     check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "capture");
     hooks();
     cudaGraph_t graph = nullptr;
@@ -125,7 +128,7 @@ int main(int argc, char** argv) {
     check(cudaEventCreate(&stop), "event");
     check(cudaEventRecord(start, stream), "record");
     for (int i = 0; i < timed; ++i) {
-      backend.begin_step(row_slots);
+      backend.begin_step(row_slots, row_beta);
       check(cudaGraphLaunch(exec, stream), "launch");
     }
     check(cudaEventRecord(stop, stream), "record");

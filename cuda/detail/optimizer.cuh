@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cuda/workspace.hpp"
 #include "detail/common.cuh"
-#include "esamp/cuda/layout.hpp"
 
 namespace esamp::cuda::detail {
 

@@ -8,8 +8,9 @@
 #include <limits>
 #include <memory>
 #include <utility>
+#include <vector>
 
-#include "esamp/cpu/sampler_backend.hpp"
+#include "esamp/cpu/backend.hpp"
 #include "esamp/sampler.hpp"
 
 namespace esamp::eval {
@@ -44,13 +45,15 @@ class DiagnosticBackend final : public SamplerBackend {
  public:
   DiagnosticBackend(const DistillerConfig& bank, const ExplorationConfig& exploration)
       : inner_(bank, exploration),
-        beta_(exploration.beta),
         target_sum_(Eigen::VectorXd::Zero(bank.hidden_size)),
         target_squares_(Eigen::VectorXd::Zero(bank.hidden_size)) {}
 
   Device device() const override { return inner_.device(); }
   void reset_slot(int slot) override { inner_.reset_slot(slot); }
-  void begin_step(Span<const int> row_slots) override { inner_.begin_step(row_slots); }
+  void begin_step(Span<const int> row_slots, Span<const float> row_beta) override {
+    row_beta_.assign(row_beta.begin(), row_beta.end());
+    inner_.begin_step(row_slots, row_beta);
+  }
   void on_source(const ConstMatrixView& source) override { inner_.on_source(source); }
   void on_target(const ConstMatrixView& target) override {
     observe_target(target);
@@ -68,15 +71,16 @@ class DiagnosticBackend final : public SamplerBackend {
     for (Eigen::Index r = 0; r < before_.rows(); ++r)
       target_vs_h_.add(target_.row(r).cast<double>(), before_.row(r).cast<double>());
     inner_.mix_hidden(final_hidden);
-    if (beta_ == 0.0f) return;
     for (std::int64_t r = 0; r < final_hidden.rows; ++r) {
+      const double beta = row_beta_[static_cast<std::size_t>(r)];
+      if (beta == 0.0) continue;
       Eigen::VectorXd y_hat(final_hidden.cols);
       bool mixed = false;
       for (std::int64_t c = 0; c < final_hidden.cols; ++c) {
         const double before = before_(r, c), after = final_hidden.at(r, c);
         mixed = mixed || after != before;
         // h̃ = (1+β)·h − β·ŷ, so ŷ = ((1+β)·h − h̃) / β.
-        y_hat[c] = ((1.0 + beta_) * before - after) / beta_;
+        y_hat[c] = ((1.0 + beta) * before - after) / beta;
       }
       if (mixed) prediction_vs_h_.add(y_hat, before_.row(r).transpose().cast<double>());
     }
@@ -88,8 +92,8 @@ class DiagnosticBackend final : public SamplerBackend {
   }
   void end_step() override { inner_.end_step(); }
   Stats stats() override { return inner_.stats(); }
-  const LatentDistiller& bank() override { return inner_.bank(); }
-  void load_bank(const std::string& path) override { inner_.load_bank(path); }
+  BankState bank() override { return inner_.bank(); }
+  void set_bank(const BankState& state) override { inner_.set_bank(state); }
 
   Diagnostics diagnostics() {
     constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -117,8 +121,8 @@ class DiagnosticBackend final : public SamplerBackend {
     target_rows_ += target.rows;
   }
 
-  cpu::SamplerBackendCpu inner_;
-  double beta_;
+  cpu::Backend inner_;
+  std::vector<float> row_beta_;     // [rows] β of each row, this step
   llama::RowMatrix before_;         // [rows, hidden] h before mixing, this step
   Eigen::VectorXd target_sum_;      // [hidden]
   Eigen::VectorXd target_squares_;  // [hidden]

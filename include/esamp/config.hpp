@@ -35,10 +35,32 @@ constexpr std::string_view name(Site s) {
   return "?";
 }
 constexpr std::string_view name(MixMode m) {
-  return m == MixMode::latent ? "latent" : "candidates";
+  switch (m) {
+    case MixMode::latent:
+      return "latent";
+    case MixMode::candidates:
+      return "candidates";
+  }
+  return "?";
 }
-constexpr std::string_view name(Sharing s) { return s == Sharing::per_group ? "group" : "global"; }
-constexpr std::string_view name(Optimizer o) { return o == Optimizer::adamw ? "adamw" : "sgd"; }
+constexpr std::string_view name(Sharing s) {
+  switch (s) {
+    case Sharing::per_group:
+      return "group";
+    case Sharing::global:
+      return "global";
+  }
+  return "?";
+}
+constexpr std::string_view name(Optimizer o) {
+  switch (o) {
+    case Optimizer::adamw:
+      return "adamw";
+    case Optimizer::sgd:
+      return "sgd";
+  }
+  return "?";
+}
 
 // A hidden state in the host model: `layer` counts from 0; -1 means the last layer, -2 the one
 // before.
@@ -65,7 +87,7 @@ struct DistillerConfig {
 };
 
 struct ExplorationConfig {
-  float beta = 0.5f;
+  float beta = 0.5f;  // the exploration strength a group gets unless open_group is given one
   Tap source{0, Site::layer_input_normed};
   Tap target{-1, Site::layer_input_normed};
   MixMode mix = MixMode::latent;
@@ -79,6 +101,10 @@ struct ExplorationConfig {
 };
 
 namespace detail {
+// β is an exploration strength: finite and >= 0 (+inf would turn every mixed row into NaN).
+inline void check_beta(std::string_view field, float beta) {
+  if (!(beta >= 0.0f && std::isfinite(beta))) fail("{} = {}: must be finite and >= 0", field, beta);
+}
 inline void check_range(std::string_view field, double value, double lo, double hi,
                         std::string_view range) {
   if (!(value >= lo && value <= hi)) fail("{} = {}: must be in {}", field, value, range);
@@ -104,8 +130,7 @@ inline void DistillerConfig::validate() const {
 
 inline void ExplorationConfig::validate(int num_layers) const {
   if (num_layers < 1) fail("ExploratorySampler num_layers = {}: must be >= 1", num_layers);
-  if (!(beta >= 0.0f && std::isfinite(beta)))
-    fail("ExplorationConfig.beta = {}: must be finite and >= 0", beta);
+  detail::check_beta("ExplorationConfig.beta", beta);
   const auto check_tap = [num_layers](std::string_view field, Tap tap) {
     if (tap.layer < -num_layers || tap.layer >= num_layers)
       fail("ExplorationConfig.{}.layer = {}: must be in [{}, {}] for a {}-layer model", field,

@@ -1,7 +1,9 @@
-// ExploratorySampler: the engine-facing object. It maps groups of rows (the samples of one prompt)
-// to slots of a LatentDistiller bank, checks every hook call, and drives a SamplerBackend through
-// the per-step hooks of DESIGN.md §2: predict from the source tap, mix before (latent) or after
-// (candidates) the LM head, train at end_step with a one-step lag.
+// ExploratorySampler, the front end: the one engine-facing object. It maps groups of rows (the
+// samples of one prompt) to slots of a distiller bank, each group with its own exploration
+// strength β, checks every argument and the order of every hook call, and drives a SamplerBackend
+// (backend.hpp) through the per-step hooks of DESIGN.md §2: predict from the source tap, mix
+// before (latent) or after (candidates) the LM head, train at end_step with a one-step lag. The
+// backends trust it: no check is repeated below this layer.
 #pragma once
 
 #include <algorithm>
@@ -12,8 +14,10 @@
 #include <vector>
 
 #include "esamp/backend.hpp"
+#include "esamp/bank.hpp"
 #include "esamp/config.hpp"
-#include "esamp/cpu/sampler_backend.hpp"
+#include "esamp/core.hpp"
+#include "esamp/cpu/backend.hpp"
 #include "esamp/error.hpp"
 #include "esamp/sampling.hpp"
 #include "esamp/span.hpp"
@@ -30,19 +34,33 @@ inline DistillerConfig bank_config(DistillerConfig config, const ExplorationConf
 }
 
 class ExploratorySampler {
+  struct Group {
+    int slot;
+    float beta;
+  };
+  template <class Self>
+  static auto& find(Self& self, GroupId group) {
+    const auto it = self.groups_.find(group);
+    if (it == self.groups_.end()) fail("group {} is unknown (never opened, or closed)", group);
+    return it->second;
+  }
+  const Group& find(GroupId group) const { return find(*this, group); }
+  Group& find(GroupId group) { return find(*this, group); }
+
  public:
   // `num_layers`: decoder layers of the host model (resolves negative tap layers). `backend` builds
-  // where the work runs, e.g. esamp::cuda::backend(stream); by default the CPU.
+  // where the work runs: cpu::backend() (the default) or esamp::cuda::backend(stream).
   ExploratorySampler(int num_layers, const DistillerConfig& distiller,
-                     const ExplorationConfig& exploration, const BackendFactory& backend = {})
+                     const ExplorationConfig& exploration,
+                     const BackendFactory& backend = cpu::backend())
       : num_layers_(num_layers),
         exploration_((exploration.validate(num_layers), exploration)),
         distiller_((distiller.validate(), bank_config(distiller, exploration))),
-        backend_(backend ? backend(distiller_, exploration_)
-                         : std::make_unique<cpu::SamplerBackendCpu>(distiller_, exploration_)),
+        backend_(backend ? backend(distiller_, exploration_) : nullptr),
         slot_in_use_(static_cast<std::size_t>(distiller_.slots), 0) {
     if (!backend_) fail("ExploratorySampler: the backend factory returned no backend");
     row_slots_.reserve(static_cast<std::size_t>(exploration_.max_rows));
+    row_beta_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     step_groups_.reserve(static_cast<std::size_t>(exploration_.max_rows));
   }
   ExploratorySampler(const ExploratorySampler&) = delete;
@@ -55,10 +73,12 @@ class ExploratorySampler {
   bool in_step() const { return in_step_; }
   Device device() const { return backend_->device(); }
 
-  // A new group (the samples of one prompt) with a freshly initialised slot of its own. A full bank
-  // is an Error. With global sharing every group shares the one slot, which is never
-  // re-initialised.
-  GroupId open_group() {
+  // A new group (the samples of one prompt) with a freshly initialised slot of its own, mixed with
+  // exploration strength `beta` (default ExplorationConfig.beta). A full bank is an Error. With
+  // global sharing every group shares the one slot, which is never re-initialised.
+  GroupId open_group() { return open_group(exploration_.beta); }
+  GroupId open_group(float beta) {
+    detail::check_beta("open_group: beta", beta);
     int slot = 0;
     if (exploration_.sharing == Sharing::per_group) {
       while (slot < distiller_.slots && slot_in_use_[static_cast<std::size_t>(slot)]) ++slot;
@@ -69,7 +89,7 @@ class ExploratorySampler {
       slot_in_use_[static_cast<std::size_t>(slot)] = 1;
     }
     const GroupId id = next_group_++;
-    slot_of_group_.emplace(id, slot);
+    groups_.emplace(id, Group{slot, beta});
     return id;
   }
 
@@ -79,17 +99,22 @@ class ExploratorySampler {
     if (in_step_ && std::count(step_groups_.begin(), step_groups_.end(), group) > 0)
       fail("close_group({}): the group has rows in the step under way; close it after end_step",
            group);
-    slot_of_group_.erase(group);
+    groups_.erase(group);
     if (exploration_.sharing == Sharing::per_group)
       slot_in_use_[static_cast<std::size_t>(slot)] = 0;
   }
 
-  // The bank slot serving `group`; an unknown or closed group is an Error.
-  int slot_of(GroupId group) const {
-    const auto it = slot_of_group_.find(group);
-    if (it == slot_of_group_.end()) fail("group {} is unknown (never opened, or closed)", group);
-    return it->second;
+  // Changes a group's exploration strength from the next begin_step on (β = 0: its rows are left
+  // bit for bit, its slot still trains).
+  void set_beta(GroupId group, float beta) {
+    Group& g = find(group);
+    detail::check_beta("set_beta: beta", beta);
+    g.beta = beta;
   }
+  float beta(GroupId group) const { return find(group).beta; }
+
+  // The bank slot serving `group`; an unknown or closed group is an Error.
+  int slot_of(GroupId group) const { return find(group).slot; }
 
   // Starts a decode step: row i of every tensor this step belongs to group row_groups[i].
   void begin_step(Span<const GroupId> row_groups) {
@@ -99,9 +124,14 @@ class ExploratorySampler {
            exploration_.max_rows);
     // row_slots_ is read only inside a step: a bad id throws here, before the step starts.
     row_slots_.clear();
-    for (const GroupId g : row_groups) row_slots_.push_back(slot_of(g));
+    row_beta_.clear();
+    for (const GroupId g : row_groups) {
+      const Group& group = find(g);
+      row_slots_.push_back(group.slot);
+      row_beta_.push_back(group.beta);
+    }
     step_groups_.assign(row_groups.begin(), row_groups.end());
-    backend_->begin_step(row_slots_);
+    backend_->begin_step(row_slots_, row_beta_);
     in_step_ = true;
     have_source_ = have_target_ = mixed_ = false;
   }
@@ -129,6 +159,49 @@ class ExploratorySampler {
       backend_->on_target(hidden);
     }
     delivered = true;
+  }
+
+  // The engine's two mixing points, whatever the mode: it calls both, in this order, and samples
+  // with sampling_filter(its filter); the sampler mixes where its ExplorationConfig.mix says, so a
+  // new mixing mode changes the library, not the engines. Before the LM head, on the final-normed
+  // rows (latent mode: mix_hidden):
+  void before_lm_head(const MatrixView& final_hidden) {
+    require_step("before_lm_head");
+    switch (exploration_.mix) {
+      case MixMode::latent:
+        mix_hidden(final_hidden);
+        return;
+      case MixMode::candidates:
+        return;
+    }
+  }
+  // After the LM head, on its logits; `filter` is the one the engine samples with (candidates
+  // mode: mix_logits, which needs it; may be null in latent mode).
+  void after_lm_head(const MatrixView& logits, const ConstMatrixView& lm_head,
+                     const Filter* filter) {
+    require_step("after_lm_head");
+    switch (exploration_.mix) {
+      case MixMode::latent:
+        return;
+      case MixMode::candidates:
+        if (filter == nullptr)
+          fail(
+              "after_lm_head: ExplorationConfig.mix = candidates needs the filter that picks the "
+              "candidates, and the filter is null");
+        mix_logits(logits, lm_head, *filter);
+        return;
+    }
+  }
+  // The filter to sample the mixed logits with: in candidates mode the candidates are already
+  // chosen, so only the temperature remains (it divides the mixed logit).
+  Filter sampling_filter(const Filter& filter) const {
+    switch (exploration_.mix) {
+      case MixMode::latent:
+        return filter;
+      case MixMode::candidates:
+        return filter.temperature_only();
+    }
+    return filter;
   }
 
   // Latent mode: h̃ = (1+β)·h − β·ŷ in place on the final-normed hidden states, before the LM
@@ -170,15 +243,17 @@ class ExploratorySampler {
 
   // Counters so far; waits for scheduled training.
   Stats stats() { return backend_->stats(); }
-  // The bank as it stands after all scheduled training (copied back from a device).
-  const LatentDistiller& distiller() { return backend_->bank(); }
+  // The bank as it stands after all scheduled training, by value (copied back from a device only
+  // now); LatentDistiller(sampler.bank()) inspects or continues it on the CPU.
+  BankState bank() { return backend_->bank(); }
 
-  // The whole bank with its optimizer state (LatentDistiller::save's format). Groups are not part
-  // of the file: after load_bank, a group keeps its slot and continues from the loaded state.
+  // The whole bank with its optimizer state (BankState's file format). Groups are not part of the
+  // file: after load_bank, a group keeps its slot and continues from the loaded state. A bad file
+  // is an Error and leaves the bank unchanged.
   void save_bank(const std::string& path) { backend_->bank().save(path); }
   void load_bank(const std::string& path) {
     if (in_step_) fail("load_bank: called inside a step (call end_step first)");
-    backend_->load_bank(path);
+    backend_->set_bank(BankState::read(path, distiller_));
   }
 
  private:
@@ -212,12 +287,13 @@ class ExploratorySampler {
   ExplorationConfig exploration_;
   DistillerConfig distiller_;  // as the bank was built (one slot with global sharing)
   std::unique_ptr<SamplerBackend> backend_;
-  std::unordered_map<GroupId, int> slot_of_group_;
+  std::unordered_map<GroupId, Group> groups_;
   std::vector<std::uint8_t> slot_in_use_;
   GroupId next_group_ = 0;
 
   bool in_step_ = false, have_source_ = false, have_target_ = false, mixed_ = false;
   std::vector<int> row_slots_;        // [rows] slot of each row this step
+  std::vector<float> row_beta_;       // [rows] β of each row's group this step
   std::vector<GroupId> step_groups_;  // [rows] group of each row this step
 };
 

@@ -38,12 +38,10 @@ inline void Filter::validate() const {
   if (!(min_p >= 0.0f && min_p <= 1.0f)) fail("Filter.min_p = {}: must be in [0, 1]", min_p);
 }
 
-// The indices kept by `filter`, by descending logit (ties: lower index first). At least one is
-// kept; -inf logits never are. NaN or +inf logits, an empty row or an all -inf row are errors.
-// `candidates` is overwritten; its capacity is reused, so a steady-state call does not allocate.
+namespace detail {
+// select_candidates for a filter its caller has validated (once, not once per row).
 inline void select_candidates(Span<const float> logits, const Filter& filter,
                               std::vector<int>& candidates) {
-  filter.validate();
   if (logits.empty()) fail("select_candidates: logits is empty, expected at least one token");
   if (logits.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     fail("select_candidates: {} logits, token ids must fit in int", logits.size());
@@ -96,6 +94,17 @@ inline void select_candidates(Span<const float> logits, const Filter& filter,
       mass += std::exp((logits[candidates[size++]] - max_logit) / temperature);
     candidates.resize(size);
   }
+}
+}  // namespace detail
+
+// The indices kept by `filter`, by descending logit (ties: lower index first). At least one is
+// kept; -inf logits never are. A bad filter, NaN or +inf logits, an empty row or an all -inf row
+// are errors. `candidates` is overwritten; its capacity is reused, so a steady-state call does not
+// allocate.
+inline void select_candidates(Span<const float> logits, const Filter& filter,
+                              std::vector<int>& candidates) {
+  filter.validate();
+  detail::select_candidates(logits, filter, candidates);
 }
 
 // Philox4x32-10 (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2, 3", SC'11): a bijection

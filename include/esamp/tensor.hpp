@@ -25,8 +25,26 @@ constexpr std::string_view name(DType t) {
   }
   return "?";
 }
-constexpr std::string_view name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
-constexpr std::size_t size_of(DType t) { return t == DType::f32 ? 4 : 2; }
+constexpr std::string_view name(Device d) {
+  switch (d) {
+    case Device::cpu:
+      return "cpu";
+    case Device::cuda:
+      return "cuda";
+  }
+  return "?";
+}
+// Bytes per element.
+constexpr std::size_t size_of(DType t) {
+  switch (t) {
+    case DType::f32:
+      return 4;
+    case DType::f16:
+    case DType::bf16:
+      return 2;
+  }
+  return 0;
+}
 
 namespace detail {
 template <class To, class From>

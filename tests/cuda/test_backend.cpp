@@ -1,13 +1,15 @@
 // GPU tests of esamp::cuda::Backend: 50 decode steps against the CPU LatentDistiller (same rows,
-// same slots, same order), and one captured step replayed as a CUDA graph against eager steps.
-// Without a CUDA device every case warns and returns (see gpu_util.hpp).
+// same slots, same order), one captured step replayed as a CUDA graph against eager steps, β
+// changed between two replays, and the sampler on CUDA against the sampler on the CPU. Without a
+// CUDA device every case warns and returns (see gpu_util.hpp).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
-#include "esamp/cuda/backend.hpp"
+#include "cuda/backend.hpp"
+#include "esamp/cuda.hpp"
 #include "esamp/distiller.hpp"
 #include "esamp/sampler.hpp"
 #include "gpu_util.hpp"
@@ -71,7 +73,17 @@ struct Stream {
   cudaStream_t s = nullptr;
   Stream() { CUDA_REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
   ~Stream() { cudaStreamDestroy(s); }
+  BackendOptions options() const {
+    BackendOptions o;
+    o.stream = s;
+    return o;
+  }
 };
+
+std::vector<float> slot_params(const BankState& bank, int slot) {
+  const Span<const float> p = bank.slot_array(BankArray::parameters, slot);
+  return {p.begin(), p.end()};
+}
 
 double norm_of_difference(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0.0;
@@ -105,25 +117,27 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
   const int steps = 50;
 
   Stream engine;
-  Backend gpu(config, exploration, engine.s);
+  Backend gpu(config, exploration, engine.options());
   LatentDistiller cpu(config);
   const Span<const float> init_span = cpu.slot_array(BankArray::parameters, 0);
   const std::vector<float> init(init_span.begin(), init_span.end());
   // Fresh slots are identical on both sides, bit for bit (one seeded initialisation).
-  for (int s = 0; s < slots; ++s) REQUIRE(gpu.slot_array(BankArray::parameters, s) == init);
+  const BankState fresh = gpu.bank();
+  for (int s = 0; s < slots; ++s) REQUIRE(slot_params(fresh, s) == init);
 
   EngineBuffers buffers(rows, hidden, dtype);
   std::mt19937 gen(3);
   std::vector<int> pool;
   for (int s = 0; s < slots; s += 2) pool.push_back(s);  // odd slots stay idle
-  ForwardState state;
+  std::vector<float> y_hat(static_cast<std::size_t>(rows * hidden));
+  const std::vector<float> row_beta(static_cast<std::size_t>(rows), 0.5f);
   std::int64_t rows_trained = 0, rows_skipped = 0, slot_updates = 0;
   double mean_loss = 0.0;
   int steps_trained = 0;
   for (int step = 0; step < steps; ++step) {
     const StepInputs in = make_step(step, rows, hidden, pool, dtype, gen);
     buffers.upload(in, engine.s);
-    gpu.begin_step(in.row_slots);
+    gpu.begin_step(in.row_slots, row_beta);
     gpu.on_source(buffers.view(buffers.source, rows, hidden, dtype));
     gpu.on_target(buffers.view(buffers.target, rows, hidden, dtype));
     gpu.mix_hidden({buffers.final_hidden.get(), rows, hidden, hidden, dtype, Device::cuda});
@@ -131,17 +145,19 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
 
     const ConstMatrixView x(in.source.data(), rows, hidden, hidden, dtype);
     const ConstMatrixView y(in.target.data(), rows, hidden, hidden, dtype);
-    cpu.forward(in.row_slots, x, state);
+    cpu.predict(in.row_slots, x, MatrixView(y_hat.data(), rows, hidden));
     // The CPU sampler's mix of this step (before the update), on a host copy of the final rows.
     std::vector<std::uint8_t> mixed_ref = in.final_hidden;
     const MatrixView mixed_view(mixed_ref.data(), rows, hidden, hidden, dtype);
     for (int i = 0; i < rows; ++i) {
-      const float* y_hat = state.prediction(i);
-      if (!y_hat || cpu.updates(in.row_slots[static_cast<std::size_t>(i)]) < 1) continue;
+      const float* row_hat = y_hat.data() + static_cast<std::size_t>(i * hidden);
+      if (std::isnan(row_hat[0]) || cpu.updates(in.row_slots[static_cast<std::size_t>(i)]) < 1)
+        continue;
       for (int j = 0; j < hidden; ++j)
-        mixed_view.set(i, j, (1.0f + 0.5f) * mixed_view.at(i, j) - 0.5f * y_hat[j]);
+        mixed_view.set(i, j, (1.0f + 0.5f) * mixed_view.at(i, j) - 0.5f * row_hat[j]);
     }
-    const TrainReport report = cpu.train(state, y);
+    cpu.train_step(in.row_slots, x, y);
+    const TrainReport& report = cpu.last_report();
     rows_trained += report.rows_trained;
     rows_skipped += report.rows_nonfinite;
     slot_updates += report.slots_updated;
@@ -161,10 +177,11 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
                 tol * (std::abs(mixed_view.at(i, j)) + 1.0f));
       }
   }
+  const BankState gpu_bank = gpu.bank();
   for (int s = 0; s < slots; ++s) {
     INFO("slot " << s);
-    CHECK(gpu.updates(s) == cpu.updates(s));
-    const std::vector<float> g = gpu.slot_array(BankArray::parameters, s);
+    CHECK(gpu_bank.updates(s) == cpu.updates(s));
+    const std::vector<float> g = slot_params(gpu_bank, s);
     const Span<const float> c = cpu.slot_array(BankArray::parameters, s);
     const std::vector<float> cv(c.begin(), c.end());
     if (cpu.updates(s) == 0) {  // idle slots: never touched
@@ -180,14 +197,16 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
     for (std::size_t i = 0; i < g.size(); ++i)
       REQUIRE(std::abs(g[i] - cv[i]) <= 2.0 * config.lr * steps);
     if (optimizer == Optimizer::adamw) {
-      const std::vector<float> gm = gpu.slot_array(BankArray::first_moment, s);
+      const Span<const float> gs = gpu_bank.slot_array(BankArray::first_moment, s);
+      const std::vector<float> gm(gs.begin(), gs.end());
       const Span<const float> cm = cpu.slot_array(BankArray::first_moment, s);
       const std::vector<float> cmv(cm.begin(), cm.end());
       CHECK(norm_of_difference(gm, cmv) <=
             1e-3 * norm_of_difference(cmv, std::vector<float>(cmv.size())));
     }
   }
-  const DeviceStats st = gpu.stats();
+  const Stats st = gpu.stats();
+  CHECK(st.steps == steps);
   CHECK(st.rows_trained == rows_trained);
   CHECK(st.rows_skipped_nonfinite == rows_skipped);
   CHECK(st.slot_updates == slot_updates);
@@ -209,8 +228,9 @@ TEST_CASE("a captured step replayed 20 times matches 20 eager steps bit for bit"
   exploration.beta = 0.4f;
 
   Stream eager_stream, graph_stream;
-  Backend eager(config, exploration, eager_stream.s);
-  Backend graphed(config, exploration, graph_stream.s);
+  Backend eager(config, exploration, eager_stream.options());
+  Backend graphed(config, exploration, graph_stream.options());
+  const std::vector<float> row_beta(static_cast<std::size_t>(rows), 0.4f);
   EngineBuffers eager_buffers(rows, hidden, dtype), graph_buffers(rows, hidden, dtype);
   const auto hooks = [&](Backend& b, EngineBuffers& buf) {
     b.on_source(buf.view(buf.source, rows, hidden, dtype));
@@ -226,7 +246,7 @@ TEST_CASE("a captured step replayed 20 times matches 20 eager steps bit for bit"
     inputs.push_back(make_step(step, rows, hidden, pool, dtype, gen));
 
   // Capture: begin_step runs outside (it uploads the plan the replays read).
-  graphed.begin_step(inputs[0].row_slots);
+  graphed.begin_step(inputs[0].row_slots, row_beta);
   CUDA_REQUIRE(cudaStreamBeginCapture(graph_stream.s, cudaStreamCaptureModeGlobal));
   hooks(graphed, graph_buffers);
   cudaGraph_t graph = nullptr;
@@ -236,10 +256,10 @@ TEST_CASE("a captured step replayed 20 times matches 20 eager steps bit for bit"
 
   for (int step = 1; step <= 20; ++step) {
     const StepInputs& in = inputs[static_cast<std::size_t>(step)];
-    graphed.begin_step(in.row_slots);
+    graphed.begin_step(in.row_slots, row_beta);
     graph_buffers.upload(in, graph_stream.s);
     CUDA_REQUIRE(cudaGraphLaunch(exec, graph_stream.s));
-    eager.begin_step(in.row_slots);
+    eager.begin_step(in.row_slots, row_beta);
     eager_buffers.upload(in, eager_stream.s);
     hooks(eager, eager_buffers);
     INFO("step " << step);
@@ -247,15 +267,12 @@ TEST_CASE("a captured step replayed 20 times matches 20 eager steps bit for bit"
     CUDA_REQUIRE(cudaStreamSynchronize(eager_stream.s));
     REQUIRE(graph_buffers.final_hidden.download() == eager_buffers.final_hidden.download());
   }
-  for (int s = 0; s < slots; ++s) {
-    INFO("slot " << s);
-    CHECK(graphed.updates(s) == eager.updates(s));
-    CHECK(graphed.slot_array(BankArray::parameters, s) ==
-          eager.slot_array(BankArray::parameters, s));
-    CHECK(graphed.slot_array(BankArray::second_moment, s) ==
-          eager.slot_array(BankArray::second_moment, s));
-  }
-  const DeviceStats a = graphed.stats(), b = eager.stats();
+  const BankState graphed_bank = graphed.bank(), eager_bank = eager.bank();
+  CHECK(graphed_bank.update_counts() == eager_bank.update_counts());
+  CHECK(graphed_bank.whole(BankArray::parameters) == eager_bank.whole(BankArray::parameters));
+  CHECK(graphed_bank.whole(BankArray::second_moment) == eager_bank.whole(BankArray::second_moment));
+  const Stats a = graphed.stats(), b = eager.stats();
+  CHECK(a.steps == b.steps);
   CHECK(a.rows_trained == b.rows_trained);
   CHECK(a.rows_mixed == b.rows_mixed);
   CHECK(a.mean_loss == b.mean_loss);
@@ -332,5 +349,126 @@ TEST_CASE("an ExploratorySampler on CUDA mixes like the CPU sampler for 50 steps
   REQUIRE(a.rows_trained == b.rows_trained);
   REQUIRE(a.rows_mixed == b.rows_mixed);
   REQUIRE(a.rows_skipped_nonfinite == b.rows_skipped_nonfinite);
-  REQUIRE(gpu_sampler.distiller().updates(0) == cpu_sampler.distiller().updates(0));
+  REQUIRE(gpu_sampler.bank().updates(0) == cpu_sampler.bank().updates(0));
+}
+
+TEST_CASE("β changed between two replays of a captured step takes effect, per row",
+          "[gpu][graph][beta]") {
+  ESAMP_REQUIRE_GPU();
+  const int hidden = 64, rank = 16, rows = 4, slots = 2;
+  DistillerConfig config;
+  config.hidden_size = hidden;
+  config.rank = rank;
+  config.slots = slots;
+  config.seed = 5;
+  ExplorationConfig exploration;
+  exploration.max_rows = rows;
+  exploration.warmup_updates = 0;  // mix from the first step, on the initial parameters
+  Stream stream;
+  Backend backend(config, exploration, stream.options());
+  EngineBuffers buffers(rows, hidden, DType::f32);
+  std::mt19937 gen(8);
+  const StepInputs in = make_step(0, rows, hidden, {0, 1}, DType::f32, gen);
+  const std::vector<int> row_slots{0, 1, 0, 1};
+
+  // Captured with β = 0 everywhere; replayed with other β: the replay reads them from the plan.
+  backend.begin_step(row_slots, std::vector<float>(rows, 0.0f));
+  CUDA_REQUIRE(cudaStreamBeginCapture(stream.s, cudaStreamCaptureModeGlobal));
+  backend.on_source(buffers.view(buffers.source, rows, hidden, DType::f32));
+  backend.on_target(buffers.view(buffers.target, rows, hidden, DType::f32));
+  backend.mix_hidden({buffers.final_hidden.get(), rows, hidden, hidden, DType::f32, Device::cuda});
+  backend.end_step();
+  cudaGraph_t graph = nullptr;
+  CUDA_REQUIRE(cudaStreamEndCapture(stream.s, &graph));
+  cudaGraphExec_t exec = nullptr;
+  CUDA_REQUIRE(cudaGraphInstantiate(&exec, graph, 0));
+
+  // The prediction each replay mixes in: the CPU bank before that replay's update.
+  LatentDistiller cpu(config);
+  const ConstMatrixView x(reinterpret_cast<const float*>(in.source.data()), rows, hidden);
+  const ConstMatrixView y(reinterpret_cast<const float*>(in.target.data()), rows, hidden);
+  const std::vector<float> h(
+      reinterpret_cast<const float*>(in.final_hidden.data()),
+      reinterpret_cast<const float*>(in.final_hidden.data()) + rows * hidden);
+  for (const std::vector<float>& beta :
+       {std::vector<float>{0.0f, 0.0f, 0.0f, 0.0f}, std::vector<float>{0.5f, 0.0f, 2.0f, 1.0f}}) {
+    std::vector<float> y_hat(static_cast<std::size_t>(rows * hidden));
+    cpu.predict(row_slots, x, MatrixView(y_hat.data(), rows, hidden));
+    cpu.train_step(row_slots, x, y);
+    backend.begin_step(row_slots, beta);
+    buffers.upload(in, stream.s);
+    CUDA_REQUIRE(cudaGraphLaunch(exec, stream.s));
+    CUDA_REQUIRE(cudaStreamSynchronize(stream.s));
+    const std::vector<std::uint8_t> bytes = buffers.final_hidden.download();
+    const float* got = reinterpret_cast<const float*>(bytes.data());
+    for (int i = 0; i < rows; ++i) {
+      const float b = beta[static_cast<std::size_t>(i)];
+      for (int j = 0; j < hidden; ++j) {
+        const auto k = static_cast<std::size_t>(i * hidden + j);
+        INFO("row " << i << " beta " << b << " column " << j);
+        if (b == 0.0f) {
+          REQUIRE(std::memcmp(&got[k], &h[k], sizeof(float)) == 0);  // bit for bit
+        } else {
+          REQUIRE_THAT(got[k], Catch::Matchers::WithinAbs((1 + b) * h[k] - b * y_hat[k],
+                                                          1e-4 * (1 + std::abs(h[k]))));
+        }
+      }
+    }
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+TEST_CASE("a CUDA sampler mixes each group with its own β and follows set_beta", "[gpu][beta]") {
+  ESAMP_REQUIRE_GPU();
+  constexpr int kLayers = 2, kHidden = 32, kRows = 4;
+  DistillerConfig distiller;
+  distiller.hidden_size = kHidden;
+  distiller.rank = 8;
+  distiller.slots = 2;
+  ExplorationConfig exploration;
+  exploration.max_rows = kRows;
+  Stream stream;
+  ExploratorySampler cpu_sampler(kLayers, distiller, exploration);
+  ExploratorySampler gpu_sampler(kLayers, distiller, exploration, esamp::cuda::backend(stream.s));
+  const std::vector<GroupId> cg{cpu_sampler.open_group(0.25f), cpu_sampler.open_group(0.0f)};
+  const std::vector<GroupId> gg{gpu_sampler.open_group(0.25f), gpu_sampler.open_group(0.0f)};
+  EngineBuffers buffers(kRows, kHidden, DType::f32);
+  std::mt19937 gen(12);
+  for (int step = 0; step < 6; ++step) {
+    if (step == 3) {
+      cpu_sampler.set_beta(cg[1], 1.5f);
+      gpu_sampler.set_beta(gg[1], 1.5f);
+    }
+    const StepInputs in = make_step(step, kRows, kHidden, {0, 1}, DType::f32, gen);
+    const std::vector<GroupId> cpu_rows{cg[0], cg[1], cg[1], cg[0]};
+    const std::vector<GroupId> gpu_rows{gg[0], gg[1], gg[1], gg[0]};
+    std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
+    std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
+    cpu_sampler.begin_step(cpu_rows);
+    cpu_sampler.on_hidden(
+        0, Site::layer_input_normed,
+        ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows, kHidden));
+    cpu_sampler.on_hidden(
+        kLayers - 1, Site::layer_input_normed,
+        ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
+    cpu_sampler.mix_hidden(MatrixView(cpu_final.data(), kRows, kHidden));
+    cpu_sampler.end_step();
+    buffers.upload(in, stream.s);
+    gpu_sampler.begin_step(gpu_rows);
+    gpu_sampler.on_hidden(0, Site::layer_input_normed,
+                          buffers.view(buffers.source, kRows, kHidden, DType::f32));
+    gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
+                          buffers.view(buffers.target, kRows, kHidden, DType::f32));
+    gpu_sampler.mix_hidden(
+        MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden, DType::f32, Device::cuda));
+    gpu_sampler.end_step();
+    const std::vector<std::uint8_t> bytes = buffers.final_hidden.download();
+    const float* got = reinterpret_cast<const float*>(bytes.data());
+    INFO("step " << step);
+    for (std::size_t k = 0; k < cpu_final.size(); ++k)
+      if (std::isfinite(cpu_final[k]))
+        REQUIRE_THAT(got[k], Catch::Matchers::WithinAbs(cpu_final[k], 1e-3));
+  }
+  REQUIRE(gpu_sampler.stats().rows_mixed == cpu_sampler.stats().rows_mixed);
 }

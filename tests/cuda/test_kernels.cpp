@@ -9,8 +9,8 @@
 
 #include "cuda/distiller.cuh"
 #include "cuda/gather.cuh"
+#include "cuda/workspace.hpp"
 #include "esamp/cpu/distiller_math.hpp"
-#include "esamp/cuda/layout.hpp"
 #include "gpu_util.hpp"
 
 using namespace esamp;
@@ -32,7 +32,8 @@ struct DevicePlan {
       : layout(StepPlanLayout::make(max_rows, slots)),
         host(static_cast<std::size_t>(layout.size())),
         device(static_cast<std::size_t>(layout.size())) {
-    StepPlanBuilder(layout, slots).build(row_slots, host.data());
+    StepPlanBuilder(layout, slots)
+        .build(row_slots, std::vector<float>(row_slots.size(), 0.5f), host.data());
     device.upload(host);
   }
   StepPlanView view() const { return {device.get(), layout}; }
@@ -48,7 +49,7 @@ std::vector<int> random_row_slots(int rows, int slots, std::uint32_t seed) {
 
 // A bank of random parameters: A, G, B ~ U(-0.05, 0.05), b ~ 1 + U(-0.5, 0.5), w ~ 1 + U(-0.5,
 // 0.5), c ~ U(-0.5, 0.5), so that every term of the forward and backward is generic.
-std::vector<float> random_bank(const ParamLayout& l, int slots, std::uint32_t seed) {
+std::vector<float> random_bank(const ParameterLayout& l, int slots, std::uint32_t seed) {
   std::vector<float> p = random_floats(static_cast<std::size_t>(l.size() * slots), seed, 0.05f);
   const std::vector<float> tail =
       random_floats(static_cast<std::size_t>(l.vector_size() * slots), seed + 1, 0.5f);
@@ -68,7 +69,7 @@ struct GpuForward {
 
 struct ForwardBuffers {
   DeviceArray<float> partial, u, pre, v, gated, z_hat, y_hat, rstd;
-  ForwardBuffers(const ParamLayout& l, int max_rows, int splits)
+  ForwardBuffers(const ParameterLayout& l, int max_rows, int splits)
       : partial(static_cast<std::size_t>(splits * max_rows * 2 * l.rank)),
         u(static_cast<std::size_t>(max_rows * l.rank)),
         pre(u.size()),
@@ -79,7 +80,7 @@ struct ForwardBuffers {
         rstd(static_cast<std::size_t>(max_rows)) {}
 };
 
-void run_forward(const float* params, const ParamLayout& l, bool output_norm,
+void run_forward(const float* params, const ParameterLayout& l, bool output_norm,
                  const StepPlanView& plan, const float* source, int splits, ForwardBuffers& b) {
   CUDA_REQUIRE(UpGateProjection(params, l, plan, source, splits, b.partial.get()));
   CUDA_REQUIRE(SwigluForward(params, l, plan, b.partial.get(), splits, b.u.get(), b.pre.get(),
@@ -91,16 +92,15 @@ void run_forward(const float* params, const ParamLayout& l, bool output_norm,
 }
 
 // The CPU forward of grouped rows `x` ([rows, H], grouped order) segment by segment.
-cpu::Activations<float> cpu_forward(const std::vector<float>& bank, const ParamLayout& l,
+cpu::Activations<float> cpu_forward(const std::vector<float>& bank, const ParameterLayout& l,
                                     bool output_norm, const StepPlanView& plan,
                                     const std::vector<float>& x) {
   cpu::Activations<float> act;
   act.resize(plan.rows(), l.hidden, l.rank);
   act.rstd.setOnes();  // the GPU writes 1 without the output norm
   std::copy(x.begin(), x.begin() + plan.rows() * l.hidden, act.x.data());
-  const cpu::ParameterLayout cl{l.hidden, l.rank};
   for (int s = 0; s < plan.segments(); ++s)
-    cpu::forward<float>({bank.data() + plan.segment_slot(s) * l.size(), cl}, output_norm, act,
+    cpu::forward<float>({bank.data() + plan.segment_slot(s) * l.size(), l}, output_norm, act,
                         plan.segment_begin(s), plan.segment_end(s) - plan.segment_begin(s));
   return act;
 }
@@ -157,7 +157,7 @@ TEST_CASE("the bank forward matches cpu::forward for every activation", "[gpu][f
   const bool output_norm = GENERATE(true, false);
   INFO("H " << hidden << ", r " << rank << ", rows " << rows << ", slots " << slots
             << ", output_norm " << output_norm);
-  const ParamLayout l{hidden, rank};
+  const ParameterLayout l{hidden, rank};
   const std::vector<float> bank = random_bank(l, slots, 21);
   DeviceArray<float> params(bank);
   const DevicePlan plan(random_row_slots(rows, slots, 8), rows, slots);
@@ -197,7 +197,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   const bool output_norm = GENERATE(true, false);
   INFO("H " << hidden << ", r " << rank << ", rows " << rows << ", slots " << slots
             << ", output_norm " << output_norm);
-  const ParamLayout l{hidden, rank};
+  const ParameterLayout l{hidden, rank};
   const std::vector<int> row_slots = random_row_slots(rows, slots, 13);
   const DevicePlan plan(row_slots, rows, slots);
   const StepPlanView hp = plan.host_view();
@@ -235,7 +235,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   DeviceArray<float> dgate(static_cast<std::size_t>(rows * 2 * rank));
   DeviceArray<float> vector_grad(static_cast<std::size_t>(max_segments * l.vector_size()));
   DeviceArray<float> grad(static_cast<std::size_t>(max_segments * l.size()));
-  DeviceArray<DeviceStats> stats(std::vector<DeviceStats>{DeviceStats{}});
+  DeviceArray<Stats> stats(std::vector<Stats>{Stats{}});
 
   UpdateTarget t;
   t.bank = {params.get(), nullptr, nullptr, steps.get(), l};
@@ -260,13 +260,13 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
                                     l.vector_size(), t));
   CUDA_REQUIRE(FinishTrainingStep(plan.view(), hidden, sq.get(), used.get(), stats.get()));
   const std::vector<float> got = grad.download();
-  const DeviceStats got_stats = stats.download()[0];
+  const Stats got_stats = stats.download()[0];
   // store_gradient counts no step and leaves the parameters alone.
   CHECK(steps.download() == std::vector<std::int64_t>(static_cast<std::size_t>(slots), 5));
   CHECK(params.download() == bank);
 
   // CPU: per slot, its finite-source rows in input order; rows with a finite target train.
-  const cpu::ParameterLayout cl{l.hidden, l.rank};
+  const ParameterLayout& cl = l;
   std::vector<float> cpu_grad(static_cast<std::size_t>(l.size()));
   double loss_sum = 0.0;
   long long trained = 0, updated = 0;
@@ -280,8 +280,10 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
     for (int i = 0; i < rows; ++i)
       if (row_slots[static_cast<std::size_t>(i)] == slot && finite_row(x, i)) members.push_back(i);
     cpu::Activations<float> act;
+    cpu::BackwardScratch<float> scratch;
     const auto n = static_cast<Eigen::Index>(members.size());
     act.resize(n, hidden, rank);
+    scratch.resize(n, hidden, rank);
     cpu::Matrix<float> tgt(n, hidden);
     std::vector<std::uint8_t> use(members.size());
     for (Eigen::Index k = 0; k < n; ++k) {
@@ -302,7 +304,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
     }
     cpu::forward<float>({slot_params, cl}, output_norm, act, 0, n);
     const float loss = cpu::backward<float>({slot_params, cl}, output_norm, act, 0, n, tgt,
-                                            use.data(), {cpu_grad.data(), cl});
+                                            use.data(), {cpu_grad.data(), cl}, scratch);
     loss_sum += loss;
     trained += used_rows;
     ++updated;
@@ -336,7 +338,7 @@ TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle sl
           "[gpu][optimizer]") {
   ESAMP_REQUIRE_GPU();
   const UpdateRule rule = GENERATE(UpdateRule::adamw, UpdateRule::sgd);
-  const ParamLayout l{64, 16};
+  const ParameterLayout l{64, 16};
   const int slots = 6, rows = 7;
   // Slots 1, 3, 4 present; every row of slot 4 has a non-finite target: slot 4 is not updated.
   const std::vector<int> row_slots{3, 1, 4, 3, 1, 4, 1};
@@ -388,8 +390,7 @@ TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle sl
       cpu::sgd_update(theta_ref.data() + at, gs, l.size(), hyper.lr);
     } else {
       cpu::adamw_update(theta_ref.data() + at, m_ref.data() + at, v_ref.data() + at, gs, l.size(),
-                        {hyper.lr, hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay},
-                        steps_ref[static_cast<std::size_t>(slot)]);
+                        hyper, steps_ref[static_cast<std::size_t>(slot)]);
     }
   }
   CHECK(steps1 == steps_ref);

@@ -8,7 +8,7 @@
 
 #include "cuda/mix.cuh"
 #include "cuda/sampling.cuh"
-#include "esamp/cuda/layout.hpp"
+#include "cuda/workspace.hpp"
 #include "esamp/sampling.hpp"
 #include "gpu_util.hpp"
 
@@ -21,11 +21,13 @@ namespace {
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// The step state the mixing kernels read: a plan, predictions, source flags and warm-up counts.
+// The step state the mixing kernels read: a plan with each row's β, predictions, source flags and
+// warm-up counts. Rows get different β (beta, 1.5 beta, and 0 for input row 1) as groups do.
 struct MixFixture {
   int rows, hidden;
   StepPlanLayout layout;
   std::vector<std::int32_t> plan_host;
+  std::vector<float> row_beta;              // by input row
   std::vector<float> y_hat;                 // [rows, H] by position
   std::vector<std::uint8_t> source_finite;  // by position
   std::vector<std::int64_t> segment_steps;
@@ -35,26 +37,29 @@ struct MixFixture {
   DeviceArray<std::uint8_t> source_finite_dev;
   DeviceArray<std::int64_t> segment_steps_dev;
   DeviceArray<MixSettings> settings_dev;
-  DeviceArray<DeviceStats> stats;
+  DeviceArray<Stats> stats;
 
   MixFixture(int n_rows, int n_hidden, int slots, float beta)
       : rows(n_rows),
         hidden(n_hidden),
         layout(StepPlanLayout::make(n_rows, slots)),
         plan_host(static_cast<std::size_t>(layout.size())),
+        row_beta(static_cast<std::size_t>(n_rows)),
         y_hat(random_floats(static_cast<std::size_t>(n_rows * n_hidden), 77, 2.0f)),
         source_finite(static_cast<std::size_t>(n_rows), 1),
-        settings{beta, 1},
+        settings{1},
         plan(plan_host.size()),
         y_hat_dev(y_hat.size()),
         source_finite_dev(source_finite.size()),
         segment_steps_dev(static_cast<std::size_t>(layout.max_segments)),
         settings_dev(1),
-        stats(std::vector<DeviceStats>{DeviceStats{}}) {
+        stats(std::vector<Stats>{Stats{}}) {
     std::mt19937 gen(5);
     std::vector<int> row_slots(static_cast<std::size_t>(rows));
     for (int& s : row_slots) s = std::uniform_int_distribution<int>(0, slots - 1)(gen);
-    StepPlanBuilder(layout, slots).build(row_slots, plan_host.data());
+    for (int i = 0; i < rows; ++i)
+      row_beta[static_cast<std::size_t>(i)] = i == 1 ? 0.0f : beta * (i % 2 ? 1.5f : 1.0f);
+    StepPlanBuilder(layout, slots).build(row_slots, row_beta, plan_host.data());
     const StepPlanView hp = host_plan();
     // Segment 0 is cold (0 updates < warmup 1); input row 2's prediction is not finite; input
     // row 4's source was not finite.
@@ -84,7 +89,7 @@ struct MixFixture {
   const float* mixable(int i) const {
     const StepPlanView hp = host_plan();
     const int p = hp.row_position(i);
-    if (settings.beta == 0.0f || !source_finite[static_cast<std::size_t>(p)] ||
+    if (beta_of(i) == 0.0f || !source_finite[static_cast<std::size_t>(p)] ||
         segment_steps[static_cast<std::size_t>(hp.position_segment(p))] < settings.warmup_updates)
       return nullptr;
     const float* row = y_hat.data() + p * hidden;
@@ -92,6 +97,7 @@ struct MixFixture {
       if (!std::isfinite(row[j])) return nullptr;
     return row;
   }
+  float beta_of(int i) const { return row_beta[static_cast<std::size_t>(i)]; }
   long long rows_mixed() const { return stats.download()[0].rows_mixed; }
 };
 
@@ -121,7 +127,7 @@ TEST_CASE("MixHidden mixes exactly the rows the CPU sampler mixes, bit for bit",
     if (!y_hat) continue;
     ++mixed;
     for (int j = 0; j < hidden; ++j)
-      view.set(i, j, (1.0f + beta) * view.at(i, j) - beta * y_hat[j]);
+      view.set(i, j, (1.0f + fx.beta_of(i)) * view.at(i, j) - fx.beta_of(i) * y_hat[j]);
   }
   CHECK(after == expected);  // every byte, padding included
   CHECK(fx.rows_mixed() == mixed);
@@ -210,7 +216,8 @@ TEST_CASE("MixLogits keeps select_candidates' set and mixes it with the LM-head 
       }
       float dot = 0.0f;
       for (int j = 0; j < hidden; ++j) dot += w.at(v, j) * y_hat[j];
-      const float expected = (1.0f + beta) * row[static_cast<std::size_t>(v)] - beta * dot;
+      const float expected =
+          (1.0f + fx.beta_of(i)) * row[static_cast<std::size_t>(v)] - fx.beta_of(i) * dot;
       REQUIRE(std::abs(got.at(i, v) - expected) <= tol * (std::abs(expected) + 1.0f));
     }
   }

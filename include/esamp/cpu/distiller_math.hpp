@@ -1,12 +1,15 @@
-// The Latent Distiller's math on the CPU (DESIGN.md §1): parameter layout, initialisation, forward,
-// backward and the optimizer updates, templated over the scalar so gradients can be checked in
-// double. These functions are the reference twins of the CUDA kernels.
+// The Latent Distiller's math on the CPU (DESIGN.md §1): forward, backward and the optimizer
+// updates over one slot's rows, templated over the scalar so gradients can be checked in double.
+// These functions are the reference twins of the CUDA kernels; the layout and the initialisation
+// they share with them are in esamp/core.hpp. They trust their caller (shapes, row ranges).
 #pragma once
 
 #include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+
+#include "esamp/core.hpp"
 
 namespace esamp::cpu {
 
@@ -16,20 +19,6 @@ template <class S>
 using RowVector = Eigen::Matrix<S, 1, Eigen::Dynamic>;
 template <class S>
 using ColVector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
-
-// One slot's parameters as a flat array: A [H, r], G [H, r], B [r, H], b [r], w [H], c [H].
-struct ParameterLayout {
-  std::int64_t hidden = 0;
-  std::int64_t rank = 0;
-
-  std::int64_t offset_A() const { return 0; }
-  std::int64_t offset_G() const { return hidden * rank; }
-  std::int64_t offset_B() const { return 2 * hidden * rank; }
-  std::int64_t offset_b() const { return 3 * hidden * rank; }
-  std::int64_t offset_w() const { return offset_b() + rank; }
-  std::int64_t offset_c() const { return offset_w() + hidden; }
-  std::int64_t size() const { return offset_c() + hidden; }
-};
 
 // Eigen maps over one slot's flat parameters (T = S or const S).
 template <class T>
@@ -50,31 +39,6 @@ struct ParameterMaps {
         c(base + l.offset_c(), l.hidden) {}
 };
 
-// A reproducible standard normal for draw `index` of stream `seed`: splitmix64 then Box-Muller.
-inline double seeded_normal(std::uint64_t seed, std::uint64_t index) {
-  const auto mix = [](std::uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
-  const std::uint64_t h1 = mix(seed ^ mix(2 * index));
-  const std::uint64_t h2 = mix(seed ^ mix(2 * index + 1));
-  const double u1 = (static_cast<double>(h1 >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-  const double u2 = static_cast<double>(h2 >> 11) * 0x1.0p-53;          // [0, 1)
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-}
-
-// A, G, B ~ N(0, init_std²), b = 1, w = 1, c = 0. Depends on the seed only, never on the slot, so a
-// group's results do not depend on which slot it was given.
-template <class S>
-void initialize(S* params, const ParameterLayout& l, std::uint64_t seed, double init_std) {
-  for (std::int64_t i = 0; i < l.offset_b(); ++i)
-    params[i] = static_cast<S>(init_std * seeded_normal(seed, static_cast<std::uint64_t>(i)));
-  for (std::int64_t i = l.offset_b(); i < l.offset_c(); ++i) params[i] = S(1);
-  for (std::int64_t i = l.offset_c(); i < l.size(); ++i) params[i] = S(0);
-}
-
 // Everything one forward keeps for the backward, rows in the order the caller chose.
 template <class S>
 struct Activations {
@@ -82,6 +46,7 @@ struct Activations {
   Matrix<S> u;        // [rows, r] x A
   Matrix<S> pre;      // [rows, r] x G + b
   Matrix<S> v;        // [rows, r] SiLU(pre)
+  Matrix<S> gated;    // [rows, r] u * v
   Matrix<S> zhat;     // [rows, H] normalised z (or z itself without the output norm)
   Matrix<S> y_hat;    // [rows, H] prediction
   ColVector<S> rstd;  // [rows] 1 / sqrt(var(z) + eps)
@@ -91,9 +56,26 @@ struct Activations {
     u.resize(rows, rank);
     pre.resize(rows, rank);
     v.resize(rows, rank);
+    gated.resize(rows, rank);
     zhat.resize(rows, hidden);
     y_hat.resize(rows, hidden);
     rstd.resize(rows);
+  }
+};
+
+// The backward's temporaries, sized once for the most rows a call will see.
+template <class S>
+struct BackwardScratch {
+  Matrix<S> dz;    // [rows, H] d loss / d y_hat, then d loss / d z
+  Matrix<S> dp;    // [rows, r] d loss / d (u v)
+  Matrix<S> du;    // [rows, r]
+  Matrix<S> dpre;  // [rows, r]
+
+  void resize(std::int64_t rows, std::int64_t hidden, std::int64_t rank) {
+    dz.resize(rows, hidden);
+    dp.resize(rows, rank);
+    du.resize(rows, rank);
+    dpre.resize(rows, rank);
   }
 };
 
@@ -118,8 +100,10 @@ void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& 
   pre.noalias() = x * p.G;
   pre.rowwise() += p.b;
   v = pre.unaryExpr([](S t) { return t * sigmoid(t); });
+  auto gated = a.gated.middleRows(begin, count);
+  gated = u.cwiseProduct(v);
   z = x;
-  z.noalias() += u.cwiseProduct(v) * p.B;
+  z.noalias() += gated * p.B;
   auto y_hat = a.y_hat.middleRows(begin, count);
   if (!output_norm) {
     y_hat = z;
@@ -140,10 +124,11 @@ void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& 
 // Mean squared error of rows [begin, begin + count) against `target` ([count, H]) and its gradient
 // in every parameter, written to `grad`. Rows flagged false in `use_row` (indexed from 0 within the
 // block) are left out of the mean and the gradient. Returns the loss; 0 when no row is used.
+// `scratch` holds at least `count` rows.
 template <class S, class Target>
 S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<S>& a,
            Eigen::Index begin, Eigen::Index count, const Target& target,
-           const std::uint8_t* use_row, ParameterMaps<S> grad) {
+           const std::uint8_t* use_row, ParameterMaps<S> grad, BackwardScratch<S>& scratch) {
   Eigen::Index used = 0;
   for (Eigen::Index i = 0; i < count; ++i) used += use_row[i] ? 1 : 0;
   grad.A.setZero();
@@ -158,7 +143,8 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
   const Eigen::Index hidden = x.cols();
 
   // d loss / d y_hat = 2 (y_hat - y) / (used H), zero for rows left out.
-  Matrix<S> dz = a.y_hat.middleRows(begin, count) - target;
+  auto dz = scratch.dz.topRows(count);
+  dz = a.y_hat.middleRows(begin, count) - target;
   S loss = 0;
   for (Eigen::Index i = 0; i < count; ++i) {
     if (use_row[i]) {
@@ -183,10 +169,13 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
   const auto u = a.u.middleRows(begin, count);
   const auto v = a.v.middleRows(begin, count);
   const auto pre = a.pre.middleRows(begin, count);
-  grad.B.noalias() = u.cwiseProduct(v).transpose() * dz;
-  Matrix<S> dp = dz * p.B.transpose();               // [count, r]
-  Matrix<S> du = dp.cwiseProduct(v);                 // d loss / d u
-  Matrix<S> dpre = dp.cwiseProduct(u).cwiseProduct(  // d loss / d pre, SiLU' = s (1 + t (1 - s))
+  grad.B.noalias() = a.gated.middleRows(begin, count).transpose() * dz;
+  auto dp = scratch.dp.topRows(count);
+  auto du = scratch.du.topRows(count);
+  auto dpre = scratch.dpre.topRows(count);
+  dp.noalias() = dz * p.B.transpose();
+  du = dp.cwiseProduct(v);
+  dpre = dp.cwiseProduct(u).cwiseProduct(  // d loss / d pre, SiLU' = s (1 + t (1 - s))
       pre.unaryExpr([](S t) {
         const S s = sigmoid(t);
         return s * (S(1) + t * (S(1) - s));
@@ -197,14 +186,10 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
   return loss * scale;
 }
 
-struct AdamWHyper {
-  float lr, beta1, beta2, eps, weight_decay;
-};
-
 // One decoupled-weight-decay Adam step (the `step`-th, from 1) over n parameters:
 // θ ← θ (1 − lr·wd) − lr · m̂ / (√v̂ + eps), with m̂, v̂ the bias-corrected moments.
 inline void adamw_update(float* theta, float* m, float* v, const float* grad, std::int64_t n,
-                         const AdamWHyper& h, std::int64_t step) {
+                         const OptimizerSettings& h, std::int64_t step) {
   const double t = static_cast<double>(step);
   const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
   const auto bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta2), t));

@@ -1,29 +1,29 @@
 // The CPU SamplerBackend: Eigen on the calling thread, with an optional worker thread that runs
 // end_step's training while the engine computes the next step (joined before the next prediction).
+// Every buffer is sized at construction (the vocabulary-sized row of mix_logits on its first call),
+// so no hook allocates. Trusts the front end's checks (backend.hpp).
 #pragma once
 
-#include <cmath>
 #include <limits>
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "esamp/backend.hpp"
+#include "esamp/bank.hpp"
 #include "esamp/config.hpp"
+#include "esamp/cpu/bank_step.hpp"
 #include "esamp/detail/background_worker.hpp"
-#include "esamp/distiller.hpp"
 
 namespace esamp::cpu {
 
-class SamplerBackendCpu final : public SamplerBackend {
+class Backend final : public SamplerBackend {
  public:
-  SamplerBackendCpu(const DistillerConfig& distiller, const ExplorationConfig& exploration)
-      : exploration_(exploration), bank_(distiller) {
-    const int H = bank_.hidden_size();
-    forward_.act.resize(exploration_.max_rows, H, bank_.config().rank);
-    target_.resize(exploration_.max_rows, H);
+  Backend(const DistillerConfig& distiller, const ExplorationConfig& exploration)
+      : exploration_(exploration), bank_(distiller), step_(distiller, exploration.max_rows) {
+    row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
+    row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     if (exploration_.background_training)
-      worker_ = std::make_unique<detail::BackgroundWorker>([this] { train(); });
+      worker_ = std::make_unique<esamp::detail::BackgroundWorker>([this] { train(); });
   }
 
   Device device() const override { return Device::cpu; }
@@ -33,46 +33,46 @@ class SamplerBackendCpu final : public SamplerBackend {
     bank_.reset(slot);
   }
 
-  void begin_step(Span<const int> row_slots) override {
-    // The worker may still be training on the previous step: it reads forward_ and target_ only.
+  // The worker may still be training on the previous step's plan: the new one is built at the
+  // first tap, after waiting for it.
+  void begin_step(Span<const int> row_slots, Span<const float> row_beta) override {
     row_slots_.assign(row_slots.begin(), row_slots.end());
+    row_beta_.assign(row_beta.begin(), row_beta.end());
+    planned_ = false;
   }
 
   void on_source(const ConstMatrixView& source) override {
-    wait_for_training();  // the previous step's update must land before this step's prediction
-    bank_.forward(row_slots_, source, forward_);
+    prepare_step();  // the previous step's update lands before this step's prediction
+    step_.forward(bank_, source);
   }
 
   void on_target(const ConstMatrixView& target) override {
-    wait_for_training();
-    for (std::int64_t i = 0; i < target.rows; ++i)
-      for (std::int64_t j = 0; j < target.cols; ++j) target_(i, j) = target.at(i, j);
+    prepare_step();
+    step_.gather_target(target);
   }
 
-  // h̃ = (1+β)·h − β·ŷ, in place.
   void mix_hidden(const MatrixView& final_hidden) override {
-    const float beta = exploration_.beta;
-    for (std::int64_t i = 0; i < final_hidden.rows; ++i) {
+    for (int i = 0; i < static_cast<int>(final_hidden.rows); ++i) {
       const float* y_hat = mixable(i);
       if (!y_hat) continue;
+      const float beta = step_.plan_view().row_beta(i);
       for (std::int64_t j = 0; j < final_hidden.cols; ++j)
         final_hidden.set(i, j, (1.0f + beta) * final_hidden.at(i, j) - beta * y_hat[j]);
       ++stats_.rows_mixed;
     }
   }
 
-  // ℓ'_v = (1+β)·ℓ_v − β·W_v·ŷ for the filter's candidates v, −inf for every other token.
   void mix_logits(const MatrixView& logits, const ConstMatrixView& lm_head,
                   const Filter& filter) override {
-    const float beta = exploration_.beta;
     logit_row_.resize(static_cast<std::size_t>(logits.cols));
-    for (std::int64_t i = 0; i < logits.rows; ++i) {
+    for (int i = 0; i < static_cast<int>(logits.rows); ++i) {
       for (std::int64_t v = 0; v < logits.cols; ++v)
         logit_row_[static_cast<std::size_t>(v)] = logits.at(i, v);
-      select_candidates(logit_row_, filter, candidates_);
+      esamp::detail::select_candidates(logit_row_, filter, candidates_);
       for (std::int64_t v = 0; v < logits.cols; ++v)
         logits.set(i, v, -std::numeric_limits<float>::infinity());
       const float* y_hat = mixable(i);
+      const float beta = step_.plan_view().row_beta(i);
       for (const int v : candidates_) {
         const float base = logit_row_[static_cast<std::size_t>(v)];
         logits.set(i, v, y_hat ? (1.0f + beta) * base - beta * dot_row(lm_head, v, y_hat) : base);
@@ -84,7 +84,7 @@ class SamplerBackendCpu final : public SamplerBackend {
   void end_step() override {
     wait_for_training();
     ++stats_.steps;
-    if (row_slots_.empty()) return;
+    if (!planned_ || step_.rows() == 0) return;
     if (worker_) {
       worker_->start();
     } else {
@@ -97,26 +97,34 @@ class SamplerBackendCpu final : public SamplerBackend {
     return stats_;
   }
 
-  const LatentDistiller& bank() override {
+  BankState bank() override {
     wait_for_training();
     return bank_;
   }
 
-  void load_bank(const std::string& path) override {
+  void set_bank(const BankState& state) override {
     wait_for_training();
-    bank_.load(path);
+    bank_ = state;
   }
 
  private:
-  // The prediction to mix into row i, or nullptr when the row is not mixed: β = 0, its slot is
+  void prepare_step() {
+    wait_for_training();
+    if (planned_) return;
+    step_.plan(row_slots_, row_beta_);
+    planned_ = true;
+  }
+
+  // The prediction to mix into row i, or nullptr when the row is not mixed: its β is 0, its slot is
   // still warming up, or its source (hence its prediction) is not finite.
-  const float* mixable(std::int64_t i) const {
-    if (exploration_.beta == 0.0f) return nullptr;
-    if (bank_.updates(row_slots_[static_cast<std::size_t>(i)]) < exploration_.warmup_updates)
+  const float* mixable(int i) const {
+    if (step_.plan_view().row_beta(i) == 0.0f) return nullptr;
+    const int slot = row_slots_[static_cast<std::size_t>(i)];
+    if (bank_.update_counts()[static_cast<std::size_t>(slot)] < exploration_.warmup_updates)
       return nullptr;
-    const float* y_hat = forward_.prediction(i);
+    const float* y_hat = step_.prediction(i);
     if (!y_hat) return nullptr;
-    for (int j = 0; j < bank_.hidden_size(); ++j)
+    for (int j = 0; j < bank_.config().hidden_size; ++j)
       if (!std::isfinite(y_hat[j])) return nullptr;
     return y_hat;
   }
@@ -132,17 +140,15 @@ class SamplerBackendCpu final : public SamplerBackend {
   }
 
   void train() {
-    const auto rows = static_cast<std::int64_t>(forward_.act_row.size());
-    const TrainReport report = bank_.train(
-        forward_,
-        ConstMatrixView(target_.data(), rows, target_.cols(), target_.cols(), DType::f32));
+    const TrainReport report = step_.train(bank_);
     stats_.rows_trained += report.rows_trained;
     stats_.rows_skipped_nonfinite += report.rows_nonfinite;
     if (report.slots_updated == 0) return;
     stats_.slot_updates += report.slots_updated;
     stats_.last_loss = report.loss;
-    ++steps_trained_;
-    stats_.mean_loss += (report.loss - stats_.mean_loss) / static_cast<double>(steps_trained_);
+    ++stats_.steps_trained;
+    stats_.mean_loss +=
+        (report.loss - stats_.mean_loss) / static_cast<double>(stats_.steps_trained);
   }
 
   void wait_for_training() {
@@ -150,15 +156,22 @@ class SamplerBackendCpu final : public SamplerBackend {
   }
 
   ExplorationConfig exploration_;
-  LatentDistiller bank_;
-  std::vector<int> row_slots_;  // [rows] slot of each row this step
-  ForwardState forward_;        // this step's prediction and saved activations
-  Matrix<float> target_;        // [max_rows, H] this step's target rows
+  BankState bank_;
+  BankStep step_;
+  std::vector<int> row_slots_;   // [rows] slot of each row this step
+  std::vector<float> row_beta_;  // [rows] β of each row this step
+  bool planned_ = false;         // step_ holds this step's plan
   std::vector<float> logit_row_;
   std::vector<int> candidates_;
   Stats stats_;
-  std::int64_t steps_trained_ = 0;
-  std::unique_ptr<detail::BackgroundWorker> worker_;  // last: destroyed (joined) first
+  std::unique_ptr<esamp::detail::BackgroundWorker> worker_;  // last: destroyed (joined) first
 };
+
+// The CPU backend for ExploratorySampler (its default).
+inline BackendFactory backend() {
+  return [](const DistillerConfig& distiller, const ExplorationConfig& exploration) {
+    return std::make_unique<Backend>(distiller, exploration);
+  };
+}
 
 }  // namespace esamp::cpu

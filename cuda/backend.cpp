@@ -1,16 +1,17 @@
-// esamp::cuda::Backend: streams, events, memory and the order of the kernel launches of a step.
-#include "esamp/cuda/backend.hpp"
+// esamp::cuda::Backend: streams, events, memory and the order of the kernel launches of a step;
+// and esamp::cuda::backend(), the factory of esamp/cuda.hpp.
+#include "cuda/backend.hpp"
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cstring>
 #include <string_view>
+#include <vector>
 
 #include "cuda/distiller.cuh"
 #include "cuda/gather.cuh"
 #include "cuda/mix.cuh"
-#include "esamp/cpu/distiller_math.hpp"
+#include "esamp/core.hpp"
 #include "esamp/error.hpp"
 
 namespace esamp::cuda {
@@ -21,10 +22,46 @@ void check(cudaError_t status, std::string_view what) {
     fail("CUDA backend: {}: {} ({})", what, cudaGetErrorString(status), cudaGetErrorName(status));
 }
 
-std::size_t aligned(std::size_t bytes) {
-  return (bytes + WorkspaceLayout::kAlignment - 1) / WorkspaceLayout::kAlignment *
-         WorkspaceLayout::kAlignment;
+// Makes `device` current for a call and restores the caller's device after it: the backend's
+// memory, streams and kernels all live on the one device it was built for.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice");
+    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    changed_ = previous_ != device;
+  }
+  ~DeviceScope() {
+    if (changed_) cudaSetDevice(previous_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
+int resolve_device(int device) {
+  if (device >= 0) return device;
+  int current = 0;
+  check(cudaGetDevice(&current), "cudaGetDevice");
+  return current;
 }
+
+// The bank's regions in one allocation.
+enum BankRegion : std::size_t {
+  kParams,
+  kFirstMoment,
+  kSecondMoment,
+  kSteps,
+  kInitParams,
+  kOptimizerSettings,
+  kMixSettings,
+  kStats,
+  kRowStatus,
+  kBankRegions
+};
 
 }  // namespace
 
@@ -32,17 +69,16 @@ void Backend::DeviceDeleter::operator()(void* p) const { cudaFree(p); }
 void Backend::PinnedDeleter::operator()(void* p) const { cudaFreeHost(p); }
 
 Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& exploration,
-                 cudaStream_t engine_stream)
-    : config_((distiller.validate(), distiller)),
+                 const BackendOptions& options)
+    : config_(distiller),
       exploration_(exploration),
       layout_{distiller.hidden_size, distiller.rank},
       workspace_layout_(WorkspaceLayout::make(
           {distiller.hidden_size, distiller.rank, distiller.slots, exploration.max_rows})),
       plan_builder_(workspace_layout_.plan, distiller.slots),
-      engine_(engine_stream) {
-  if (!(exploration.beta >= 0.0f) || exploration.max_rows < 1 || exploration.warmup_updates < 0)
-    fail("CUDA backend: ExplorationConfig beta = {}, max_rows = {}, warmup_updates = {}: invalid",
-         exploration.beta, exploration.max_rows, exploration.warmup_updates);
+      device_(resolve_device(options.device)),
+      engine_(options.stream) {
+  const DeviceScope scope(device_);
   check(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking), "creating the side stream");
   for (StepEvent* e : {&source_ready_, &target_ready_, &prediction_ready_, &stage_free_,
                        &target_stage_free_, &step_done_})
@@ -54,60 +90,46 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
   const auto slots = static_cast<std::size_t>(config_.slots);
   const auto P = static_cast<std::size_t>(layout_.size());
   const bool adamw = config_.optimizer == Optimizer::adamw;
-  const std::size_t param_bytes = aligned(slots * P * sizeof(float));
-  const std::size_t sizes[] = {
-      param_bytes,
-      adamw ? param_bytes : 0,
-      adamw ? param_bytes : 0,
-      aligned(slots * sizeof(std::int64_t)),
-      aligned(P * sizeof(float)),
-      aligned(sizeof(OptimizerSettings)),
-      aligned(sizeof(MixSettings)),
-      aligned(sizeof(DeviceStats)),
-      aligned(static_cast<std::size_t>(exploration.max_rows) * sizeof(std::int32_t))};
-  std::size_t total = 0;
-  for (const std::size_t s : sizes) total += s;
+  const std::size_t param_bytes = slots * P * sizeof(float);
+  const auto bank = Carve<kBankRegions>::make(
+      {param_bytes, adamw ? param_bytes : 0, adamw ? param_bytes : 0, slots * sizeof(std::int64_t),
+       P * sizeof(float), sizeof(OptimizerSettings), sizeof(MixSettings), sizeof(Stats),
+       static_cast<std::size_t>(exploration.max_rows) * sizeof(std::int32_t)});
   void* memory = nullptr;
-  check(cudaMalloc(&memory, total), "allocating the bank");
+  check(cudaMalloc(&memory, bank.total_bytes), "allocating the bank");
   bank_memory_.reset(memory);
-  std::byte* at = static_cast<std::byte*>(memory);
-  std::size_t next = 0;
-  const auto carve = [&]() {  // the next region of `sizes`, null when empty
-    std::byte* p = sizes[next] ? at : nullptr;
-    at += sizes[next++];
-    return p;
-  };
-  params_ = reinterpret_cast<float*>(carve());
-  first_moment_ = reinterpret_cast<float*>(carve());
-  second_moment_ = reinterpret_cast<float*>(carve());
-  steps_ = reinterpret_cast<std::int64_t*>(carve());
-  init_params_ = reinterpret_cast<float*>(carve());
-  optimizer_settings_ = reinterpret_cast<OptimizerSettings*>(carve());
-  mix_settings_ = reinterpret_cast<MixSettings*>(carve());
-  stats_ = reinterpret_cast<DeviceStats*>(carve());
-  row_status_ = reinterpret_cast<std::int32_t*>(carve());
+  params_ = bank.get<float>(memory, kParams);
+  first_moment_ = bank.get<float>(memory, kFirstMoment);
+  second_moment_ = bank.get<float>(memory, kSecondMoment);
+  steps_ = bank.get<std::int64_t>(memory, kSteps);
+  init_params_ = bank.get<float>(memory, kInitParams);
+  optimizer_settings_ = bank.get<OptimizerSettings>(memory, kOptimizerSettings);
+  mix_settings_ = bank.get<MixSettings>(memory, kMixSettings);
+  stats_ = bank.get<Stats>(memory, kStats);
+  row_status_ = bank.get<std::int32_t>(memory, kRowStatus);
 
-  check(cudaMalloc(&memory, workspace_layout_.total_bytes), "allocating the workspace");
+  check(cudaMalloc(&memory, workspace_layout_.carve.total_bytes), "allocating the workspace");
   workspace_.reset(memory);
-  check(cudaMemsetAsync(memory, 0, workspace_layout_.total_bytes, side_), "clearing the workspace");
+  check(cudaMemsetAsync(memory, 0, workspace_layout_.carve.total_bytes, side_),
+        "clearing the workspace");
   check(
       cudaMallocHost(&memory, kPlanRing * static_cast<std::size_t>(workspace_layout_.plan.size()) *
                                   sizeof(std::int32_t)),
       "allocating the pinned plan ring");
   pinned_plans_.reset(memory);
 
-  // Every slot starts from the same seeded parameters (cpu::initialize: bit-identical to the CPU).
+  // Every slot starts from the same seeded parameters (esamp::initialize: the CPU's bits).
   std::vector<float> init(P);
-  cpu::initialize(init.data(), cpu::ParameterLayout{layout_.hidden, layout_.rank}, config_.seed,
-                  config_.init_std);
+  initialize(init.data(), layout_, config_.seed, config_.init_std);
   check(cudaMemcpy(init_params_, init.data(), P * sizeof(float), cudaMemcpyHostToDevice),
         "uploading the initial parameters");
-  const DeviceStats zero_stats{};
+  const Stats zero_stats{};
   check(cudaMemcpy(stats_, &zero_stats, sizeof zero_stats, cudaMemcpyHostToDevice),
         "clearing the stats");
-  set_optimizer_settings(
-      {config_.lr, config_.adam_beta1, config_.adam_beta2, config_.adam_eps, config_.weight_decay});
-  const MixSettings mix{exploration.beta, exploration.warmup_updates};
+  const OptimizerSettings settings = OptimizerSettings::of(config_);
+  check(cudaMemcpy(optimizer_settings_, &settings, sizeof settings, cudaMemcpyHostToDevice),
+        "uploading the optimizer settings");
+  const MixSettings mix{exploration.warmup_updates};
   check(cudaMemcpy(mix_settings_, &mix, sizeof mix, cudaMemcpyHostToDevice),
         "uploading the mix settings");
   // Slot 0 from the image, then doubling copies: log2(slots) calls for the whole bank.
@@ -127,6 +149,7 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
 }
 
 Backend::~Backend() {
+  const DeviceScope scope(device_);
   if (side_) cudaStreamSynchronize(side_);
   for (StepEvent* e : {&source_ready_, &target_ready_, &prediction_ready_, &stage_free_,
                        &target_stage_free_, &step_done_})
@@ -136,25 +159,8 @@ Backend::~Backend() {
   if (side_) cudaStreamDestroy(side_);
 }
 
-void Backend::set_beta(float beta) {
-  if (!(beta >= 0.0f)) fail("CUDA backend: beta = {}: must be finite and >= 0", beta);
-  exploration_.beta = beta;
-  const MixSettings mix{beta, exploration_.warmup_updates};
-  check(cudaMemcpyAsync(mix_settings_, &mix, sizeof mix, cudaMemcpyHostToDevice, engine_),
-        "uploading the mix settings");
-  check(cudaStreamSynchronize(engine_), "uploading the mix settings");
-}
-
-void Backend::set_optimizer_settings(const OptimizerSettings& settings) {
-  check(cudaMemcpyAsync(optimizer_settings_, &settings, sizeof settings, cudaMemcpyHostToDevice,
-                        side_),
-        "uploading the optimizer settings");
-  check(cudaStreamSynchronize(side_), "uploading the optimizer settings");
-}
-
 void Backend::reset_slot(int slot) {
-  if (slot < 0 || slot >= config_.slots)
-    fail("reset_slot({}): out of range: the bank has {} slots", slot, config_.slots);
+  const DeviceScope scope(device_);
   const auto P = static_cast<std::size_t>(layout_.size());
   const auto offset = static_cast<std::size_t>(slot) * P;
   check(cudaMemcpyAsync(params_ + offset, init_params_, P * sizeof(float), cudaMemcpyDeviceToDevice,
@@ -178,24 +184,17 @@ void Backend::wait_from_earlier_step(cudaStream_t stream, const StepEvent& e) {
   if (!capturing_ && e.waitable) check(cudaStreamWaitEvent(stream, e.event, 0), "waiting");
 }
 
-void Backend::check_step(const char* hook) const {
-  if (!in_step_) fail("CUDA backend {}: called outside a step (begin_step first)", hook);
-}
-
-void Backend::check_rows(const char* what, const ConstMatrixView& view) const {
-  check_view(view, what, config_.hidden_size, Device::cuda);
-  if (view.rows != rows_) fail("{}: has {} rows, the step has {}", what, view.rows, rows_);
-}
-
 StepPlanView Backend::plan_view() const {
   return {ws<const std::int32_t>(WorkspaceBuffer::plan), workspace_layout_.plan};
 }
 
-BankView Backend::bank() const { return {params_, first_moment_, second_moment_, steps_, layout_}; }
+BankView Backend::bank_view() const {
+  return {params_, first_moment_, second_moment_, steps_, layout_};
+}
 
 UpdateTarget Backend::update_target() const {
   UpdateTarget t;
-  t.bank = bank();
+  t.bank = bank_view();
   t.rule = config_.optimizer == Optimizer::adamw ? UpdateRule::adamw : UpdateRule::sgd;
   t.settings = optimizer_settings_;
   t.segment_used = ws<const std::int32_t>(WorkspaceBuffer::segment_used);
@@ -214,8 +213,8 @@ MixInputs Backend::mix_inputs() const {
   return in;
 }
 
-void Backend::begin_step(Span<const int> row_slots) {
-  if (in_step_) fail("CUDA backend begin_step: the previous step was not ended (end_step)");
+void Backend::begin_step(Span<const int> row_slots, Span<const float> row_beta) {
+  const DeviceScope scope(device_);
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(engine_, &capture), "begin_step");
   if (capture != cudaStreamCaptureStatusNone)
@@ -228,7 +227,7 @@ void Backend::begin_step(Span<const int> row_slots) {
   check(cudaEventSynchronize(plan_uploaded_[static_cast<std::size_t>(entry)].event), "begin_step");
   const std::size_t plan_ints = static_cast<std::size_t>(workspace_layout_.plan.size());
   std::int32_t* pinned = static_cast<std::int32_t*>(pinned_plans_.get()) + entry * plan_ints;
-  plan_builder_.build(row_slots, pinned);
+  plan_builder_.build(row_slots, row_beta, pinned);
   plan_cursor_ = (entry + 1) % kPlanRing;
   capturing_ = false;
   wait_from_earlier_step(engine_, stage_free_);
@@ -237,14 +236,10 @@ void Backend::begin_step(Span<const int> row_slots) {
         "begin_step: uploading the plan");
   record(plan_uploaded_[static_cast<std::size_t>(entry)], engine_);
   rows_ = static_cast<int>(row_slots.size());
-  in_step_ = true;
-  have_source_ = have_target_ = false;
 }
 
 void Backend::on_source(const ConstMatrixView& source) {
-  check_step("on_source");
-  check_rows("on_source: source", source);
-  if (have_source_) fail("CUDA backend on_source: delivered twice in one step");
+  const DeviceScope scope(device_);
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(engine_, &capture), "on_source");
   capturing_ = capture == cudaStreamCaptureStatusActive;
@@ -289,13 +284,10 @@ void Backend::on_source(const ConstMatrixView& source) {
                        ws<float>(WorkspaceBuffer::y_hat), ws<float>(WorkspaceBuffer::rstd), side_),
       "LayerNormForward");
   record(prediction_ready_, side_);
-  have_source_ = true;
 }
 
 void Backend::on_target(const ConstMatrixView& target) {
-  check_step("on_target");
-  check_rows("on_target: target", target);
-  if (have_target_) fail("CUDA backend on_target: delivered twice in one step");
+  const DeviceScope scope(device_);
   wait_from_earlier_step(engine_, target_stage_free_);
   const std::size_t element = size_of(target.dtype);
   const std::size_t H = static_cast<std::size_t>(config_.hidden_size);
@@ -306,13 +298,10 @@ void Backend::on_target(const ConstMatrixView& target) {
           "on_target: staging the rows");
   target_dtype_ = target.dtype;
   record(target_ready_, engine_);
-  have_target_ = true;
 }
 
 void Backend::mix_hidden(const MatrixView& final_hidden) {
-  check_step("mix_hidden");
-  check_rows("mix_hidden: final_hidden", final_hidden);
-  if (!have_source_) fail("CUDA backend mix_hidden: the source tap was not delivered yet");
+  const DeviceScope scope(device_);
   check(cudaStreamWaitEvent(engine_, prediction_ready_.event, 0), "mix_hidden");
   check(MixHidden(final_hidden.data, final_hidden.dtype, final_hidden.stride, config_.hidden_size,
                   mix_inputs(), engine_),
@@ -321,12 +310,7 @@ void Backend::mix_hidden(const MatrixView& final_hidden) {
 
 void Backend::mix_logits(const MatrixView& logits, const ConstMatrixView& lm_head,
                          const Filter& filter) {
-  check_step("mix_logits");
-  if (!have_source_) fail("CUDA backend mix_logits: the source tap was not delivered yet");
-  check_view(lm_head, "mix_logits: lm_head", config_.hidden_size, Device::cuda);
-  check_view(logits, "mix_logits: logits", lm_head.rows, Device::cuda);
-  if (logits.rows != rows_)
-    fail("mix_logits: logits has {} rows, the step has {}", logits.rows, rows_);
+  const DeviceScope scope(device_);
   const FilterParams params = make_filter_params(filter);
   check(cudaStreamWaitEvent(engine_, prediction_ready_.event, 0), "mix_logits");
   check(MixLogits(logits.data, logits.dtype, logits.stride, static_cast<int>(logits.cols),
@@ -336,13 +320,10 @@ void Backend::mix_logits(const MatrixView& logits, const ConstMatrixView& lm_hea
 }
 
 void Backend::end_step() {
-  check_step("end_step");
-  if (!(have_source_ && have_target_))
-    fail("CUDA backend end_step: the {} tap was not delivered this step",
-         have_source_ ? "target" : "source");
+  const DeviceScope scope(device_);
   check(cudaStreamWaitEvent(side_, target_ready_.event, 0), "end_step");
   const StepPlanView plan = plan_view();
-  const ParamLayout& l = layout_;
+  const ParameterLayout& l = layout_;
   const bool norm = config_.output_norm;
   const float* x = ws<const float>(WorkspaceBuffer::source);
   float* y = ws<float>(WorkspaceBuffer::target);
@@ -388,7 +369,6 @@ void Backend::end_step() {
   record(step_done_, side_);
   // A capture must end on the stream it began with every forked stream joined back.
   if (capturing_) check(cudaStreamWaitEvent(engine_, step_done_.event, 0), "end_step: join");
-  in_step_ = false;
 }
 
 void Backend::wait() {
@@ -396,69 +376,60 @@ void Backend::wait() {
   check(cudaStreamSynchronize(engine_), "wait (engine stream)");
 }
 
-void Backend::write_slot(int slot, Span<const float> params, Span<const float> first_moment,
-                         Span<const float> second_moment, std::int64_t updates) {
-  if (slot < 0 || slot >= config_.slots)
-    fail("write_slot: slot {} is out of range: the bank has {} slots", slot, config_.slots);
-  if (in_step_) fail("write_slot: called inside a step");
-  const auto P = static_cast<std::size_t>(layout_.size());
-  const std::size_t moments = first_moment_ ? P : 0;
-  if (params.size() != P || first_moment.size() != moments || second_moment.size() != moments)
-    fail("write_slot({}): sizes {}, {}, {}; expected {}, {}, {}", slot, params.size(),
-         first_moment.size(), second_moment.size(), P, moments, moments);
+Stats Backend::stats() {
+  const DeviceScope scope(device_);
   wait();
-  const std::size_t offset = static_cast<std::size_t>(slot) * P;
-  check(cudaMemcpy(params_ + offset, params.data(), P * sizeof(float), cudaMemcpyHostToDevice),
-        "write_slot");
-  if (moments) {
-    check(cudaMemcpy(first_moment_ + offset, first_moment.data(), P * sizeof(float),
-                     cudaMemcpyHostToDevice),
-          "write_slot");
-    check(cudaMemcpy(second_moment_ + offset, second_moment.data(), P * sizeof(float),
-                     cudaMemcpyHostToDevice),
-          "write_slot");
-  }
-  check(cudaMemcpy(steps_ + slot, &updates, sizeof updates, cudaMemcpyHostToDevice), "write_slot");
-}
-
-std::vector<float> Backend::slot_array(BankArray array, int slot) {
-  if (slot < 0 || slot >= config_.slots)
-    fail("slot_array: slot {} is out of range: the bank has {} slots", slot, config_.slots);
-  const float* base = array == BankArray::parameters     ? params_
-                      : array == BankArray::first_moment ? first_moment_
-                                                         : second_moment_;
-  if (!base) return {};
-  wait();
-  std::vector<float> out(static_cast<std::size_t>(layout_.size()));
-  check(cudaMemcpy(out.data(), base + static_cast<std::int64_t>(slot) * layout_.size(),
-                   out.size() * sizeof(float), cudaMemcpyDeviceToHost),
-        "slot_array");
-  return out;
-}
-
-std::int64_t Backend::updates(int slot) {
-  if (slot < 0 || slot >= config_.slots)
-    fail("updates: slot {} is out of range: the bank has {} slots", slot, config_.slots);
-  wait();
-  std::int64_t steps = 0;
-  check(cudaMemcpy(&steps, steps_ + slot, sizeof steps, cudaMemcpyDeviceToHost), "updates");
-  return steps;
-}
-
-DeviceStats Backend::stats() {
-  wait();
-  DeviceStats s;
+  Stats s;
   check(cudaMemcpy(&s, stats_, sizeof s, cudaMemcpyDeviceToHost), "stats");
   return s;
 }
 
-std::vector<std::int32_t> Backend::logit_row_status() {
+BankState Backend::bank() {
+  const DeviceScope scope(device_);
   wait();
-  std::vector<std::int32_t> status(static_cast<std::size_t>(rows_));
-  check(cudaMemcpy(status.data(), row_status_, status.size() * sizeof(std::int32_t),
+  const auto n = static_cast<std::size_t>(config_.slots) * static_cast<std::size_t>(layout_.size());
+  const std::size_t moments = first_moment_ ? n : 0;
+  std::vector<float> params(n), first(moments), second(moments);
+  std::vector<std::int64_t> updates(static_cast<std::size_t>(config_.slots));
+  check(cudaMemcpy(params.data(), params_, n * sizeof(float), cudaMemcpyDeviceToHost), "bank");
+  if (moments) {
+    check(cudaMemcpy(first.data(), first_moment_, n * sizeof(float), cudaMemcpyDeviceToHost),
+          "bank");
+    check(cudaMemcpy(second.data(), second_moment_, n * sizeof(float), cudaMemcpyDeviceToHost),
+          "bank");
+  }
+  check(cudaMemcpy(updates.data(), steps_, updates.size() * sizeof(std::int64_t),
                    cudaMemcpyDeviceToHost),
-        "logit_row_status");
-  return status;
+        "bank");
+  return {config_, std::move(params), std::move(first), std::move(second), std::move(updates)};
+}
+
+void Backend::set_bank(const BankState& state) {
+  const DeviceScope scope(device_);
+  wait();
+  const std::vector<float>& params = state.whole(BankArray::parameters);
+  check(cudaMemcpy(params_, params.data(), params.size() * sizeof(float), cudaMemcpyHostToDevice),
+        "set_bank");
+  if (first_moment_) {
+    const std::vector<float>& first = state.whole(BankArray::first_moment);
+    const std::vector<float>& second = state.whole(BankArray::second_moment);
+    check(cudaMemcpy(first_moment_, first.data(), first.size() * sizeof(float),
+                     cudaMemcpyHostToDevice),
+          "set_bank");
+    check(cudaMemcpy(second_moment_, second.data(), second.size() * sizeof(float),
+                     cudaMemcpyHostToDevice),
+          "set_bank");
+  }
+  const std::vector<std::int64_t>& updates = state.update_counts();
+  check(cudaMemcpy(steps_, updates.data(), updates.size() * sizeof(std::int64_t),
+                   cudaMemcpyHostToDevice),
+        "set_bank");
+}
+
+BackendFactory backend(const BackendOptions& options) {
+  return [options](const DistillerConfig& distiller, const ExplorationConfig& exploration) {
+    return std::make_unique<Backend>(distiller, exploration, options);
+  };
 }
 
 }  // namespace esamp::cuda
