@@ -8,6 +8,9 @@
 
 #include "esamp/esamp.h"
 #include "esamp/sampler.hpp"
+#if ESAMP_WITH_CUDA
+#include "esamp/cuda.hpp"
+#endif
 
 struct esamp_sampler {
   esamp::ExploratorySampler sampler;
@@ -41,6 +44,7 @@ constexpr std::size_t kExplorationParamsV1 =
     offsetof(esamp_exploration_params, background_training) + sizeof(bool);
 constexpr std::size_t kFilterV1 = offsetof(esamp_filter, min_p) + sizeof(float);
 constexpr std::size_t kStatsV1 = offsetof(esamp_stats, mean_loss) + sizeof(double);
+constexpr std::size_t kCudaParamsV1 = offsetof(esamp_cuda_params, device) + sizeof(int32_t);
 
 // An esamp::Error that the C layer reports with a status other than INVALID_ARGUMENT.
 class StatusError : public esamp::Error {
@@ -162,6 +166,22 @@ esamp::ExplorationConfig to_config(const esamp_exploration_params& p) {
   return c;
 }
 
+// The caller's filter over the defaults (a NULL `filter` is an Error naming it).
+esamp::Filter to_filter(const esamp_filter* filter) {
+  const esamp_filter f =
+      read_struct(filter, esamp_default_filter(), kFilterV1, "filter", "esamp_filter");
+  return {f.temperature, f.top_k, f.top_p, f.min_p};
+}
+
+esamp::DistillerConfig read_config(const esamp_distiller_params* p) {
+  return to_config(read_struct(p, esamp_default_distiller_params(), kDistillerParamsV1, "distiller",
+                               "esamp_distiller_params"));
+}
+esamp::ExplorationConfig read_config(const esamp_exploration_params* p) {
+  return to_config(read_struct(p, esamp_default_exploration_params(), kExplorationParamsV1,
+                               "exploration", "esamp_exploration_params"));
+}
+
 template <class View>
 esamp::DType view_dtype(const View& v, const char* name) {
   return to_enum<esamp::DType>(v.dtype, 3, name, "dtype", "esamp_dtype");
@@ -204,6 +224,8 @@ const char* esamp_status_name(esamp_status status) {
       return "ESAMP_STATUS_OUT_OF_MEMORY";
     case ESAMP_STATUS_INTERNAL_ERROR:
       return "ESAMP_STATUS_INTERNAL_ERROR";
+    case ESAMP_STATUS_UNSUPPORTED:
+      return "ESAMP_STATUS_UNSUPPORTED";
   }
   return "ESAMP_STATUS_UNKNOWN";
 }
@@ -255,19 +277,51 @@ esamp_filter esamp_default_filter(void) {
   return f;
 }
 
+esamp_cuda_params esamp_default_cuda_params(void) {
+  esamp_cuda_params p{};
+  p.struct_size = sizeof p;
+  p.stream = nullptr;
+  p.device = -1;
+  return p;
+}
+
+bool esamp_has_cuda(void) { return ESAMP_WITH_CUDA != 0; }
+
 esamp_status esamp_sampler_create(int32_t num_layers, const esamp_distiller_params* distiller,
                                   const esamp_exploration_params* exploration,
                                   esamp_sampler** out) {
   if (out != nullptr) *out = nullptr;
   return guarded(__func__, [&] {
     require(out, "out");
-    const esamp::DistillerConfig d =
-        to_config(read_struct(distiller, esamp_default_distiller_params(), kDistillerParamsV1,
-                              "distiller", "esamp_distiller_params"));
-    const esamp::ExplorationConfig e =
-        to_config(read_struct(exploration, esamp_default_exploration_params(), kExplorationParamsV1,
-                              "exploration", "esamp_exploration_params"));
-    *out = new esamp_sampler{esamp::ExploratorySampler(num_layers, d, e)};
+    *out = new esamp_sampler{
+        esamp::ExploratorySampler(num_layers, read_config(distiller), read_config(exploration))};
+  });
+}
+
+esamp_status esamp_sampler_create_cuda(int32_t num_layers, const esamp_distiller_params* distiller,
+                                       const esamp_exploration_params* exploration,
+                                       const esamp_cuda_params* cuda, esamp_sampler** out) {
+  if (out != nullptr) *out = nullptr;
+  return guarded(__func__, [&] {
+    require(out, "out");
+    const esamp_cuda_params c =
+        read_struct(cuda, esamp_default_cuda_params(), kCudaParamsV1, "cuda", "esamp_cuda_params");
+    if (c.device < -1) fail("cuda->device = {}: must be a device ordinal >= 0, or -1", c.device);
+#if ESAMP_WITH_CUDA
+    esamp::cuda::BackendOptions options;
+    options.stream = static_cast<cudaStream_t>(c.stream);
+    options.device = c.device;
+    *out = new esamp_sampler{esamp::ExploratorySampler(num_layers, read_config(distiller),
+                                                       read_config(exploration),
+                                                       esamp::cuda::backend(options))};
+#else
+    (void)num_layers;
+    (void)distiller;
+    (void)exploration;
+    throw StatusError(ESAMP_STATUS_UNSUPPORTED,
+                      "this esamp was built without CUDA (no nvcc found, or ESAMP_CUDA=OFF); "
+                      "esamp_has_cuda() says so");
+#endif
   });
 }
 
@@ -278,6 +332,22 @@ esamp_status esamp_open_group(esamp_sampler* sampler, esamp_group* out) {
     require(sampler, "sampler");
     require(out, "out");
     *out = relabel(ESAMP_STATUS_BANK_FULL, [&] { return sampler->sampler.open_group(); });
+  });
+}
+
+esamp_status esamp_open_group_with_beta(esamp_sampler* sampler, float beta, esamp_group* out) {
+  return guarded(__func__, [&] {
+    require(sampler, "sampler");
+    require(out, "out");
+    esamp::detail::check_beta("beta", beta);  // an argument error, not a full bank
+    *out = relabel(ESAMP_STATUS_BANK_FULL, [&] { return sampler->sampler.open_group(beta); });
+  });
+}
+
+esamp_status esamp_set_beta(esamp_sampler* sampler, esamp_group group, float beta) {
+  return guarded(__func__, [&] {
+    require(sampler, "sampler");
+    sampler->sampler.set_beta(group, beta);
   });
 }
 
@@ -324,10 +394,45 @@ esamp_status esamp_mix_logits(esamp_sampler* sampler, esamp_view logits, esamp_c
                               const esamp_filter* filter) {
   return guarded(__func__, [&] {
     require(sampler, "sampler");
-    const esamp_filter f =
-        read_struct(filter, esamp_default_filter(), kFilterV1, "filter", "esamp_filter");
     sampler->sampler.mix_logits(to_view(logits, "logits"), to_view(lm_head, "lm_head"),
-                                esamp::Filter{f.temperature, f.top_k, f.top_p, f.min_p});
+                                to_filter(filter));
+  });
+}
+
+esamp_status esamp_before_lm_head(esamp_sampler* sampler, esamp_view final_hidden) {
+  return guarded(__func__, [&] {
+    require(sampler, "sampler");
+    sampler->sampler.before_lm_head(to_view(final_hidden, "final_hidden"));
+  });
+}
+
+esamp_status esamp_after_lm_head(esamp_sampler* sampler, esamp_view logits,
+                                 esamp_const_view lm_head, const esamp_filter* filter) {
+  return guarded(__func__, [&] {
+    require(sampler, "sampler");
+    esamp::Filter f;
+    if (filter != nullptr) f = to_filter(filter);
+    sampler->sampler.after_lm_head(to_view(logits, "logits"), to_view(lm_head, "lm_head"),
+                                   filter != nullptr ? &f : nullptr);
+  });
+}
+
+esamp_status esamp_sampling_filter(const esamp_sampler* sampler, const esamp_filter* filter,
+                                   esamp_filter* out) {
+  return guarded(__func__, [&] {
+    require(sampler, "sampler");
+    require(out, "out");
+    if (out->struct_size < kFilterV1 || out->struct_size > sizeof(esamp_filter))
+      fail("out->struct_size = {}: must be in [{}, {}]; set it to sizeof(esamp_filter)",
+           out->struct_size, kFilterV1, sizeof(esamp_filter));
+    const esamp::Filter f = sampler->sampler.sampling_filter(to_filter(filter));
+    esamp_filter full{};
+    full.struct_size = out->struct_size;
+    full.temperature = f.temperature;
+    full.top_k = f.top_k;
+    full.top_p = f.top_p;
+    full.min_p = f.min_p;
+    std::memcpy(out, &full, out->struct_size);
   });
 }
 

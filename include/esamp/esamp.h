@@ -38,7 +38,8 @@ typedef enum esamp_status {
   ESAMP_STATUS_BANK_FULL = 2,  /* esamp_open_group: every slot is taken; close a group first */
   ESAMP_STATUS_FILE_ERROR = 3, /* a bank file unreadable, unwritable, corrupt or of another shape */
   ESAMP_STATUS_OUT_OF_MEMORY = 4,
-  ESAMP_STATUS_INTERNAL_ERROR = 5 /* a bug in esamp: please report the message */
+  ESAMP_STATUS_INTERNAL_ERROR = 5, /* a bug in esamp: please report the message */
+  ESAMP_STATUS_UNSUPPORTED = 6     /* not in this build, e.g. a CUDA sampler without CUDA */
 } esamp_status;
 
 /* Where in a decoder layer a hidden state is tapped. */
@@ -100,7 +101,8 @@ typedef struct esamp_tap {
 /* How the sampler taps, mixes and shares (DESIGN.md §1, §2). */
 typedef struct esamp_exploration_params {
   size_t struct_size; /* sizeof(esamp_exploration_params) */
-  float beta;         /* exploration strength >= 0; 0 leaves every output bit for bit */
+  float beta; /* exploration strength >= 0 of a group opened without one; 0 leaves outputs as they
+                 are */
   esamp_tap source;
   esamp_tap target;
   esamp_mix_mode mix;
@@ -109,6 +111,13 @@ typedef struct esamp_exploration_params {
   int32_t max_rows;         /* the most rows in one step: buffers are sized for it at creation */
   bool background_training; /* CPU: end_step trains on a worker thread */
 } esamp_exploration_params;
+
+/* Where a CUDA sampler runs (esamp_sampler_create_cuda); views it is given hold device memory. */
+typedef struct esamp_cuda_params {
+  size_t struct_size; /* sizeof(esamp_cuda_params) */
+  void* stream;       /* the engine's cudaStream_t, which the hooks enqueue on; NULL = default */
+  int32_t device;     /* CUDA device ordinal of the sampler's memory and work; -1 = the current */
+} esamp_cuda_params;
 
 /* The token filter that picks the candidates in ESAMP_MIX_CANDIDATES mode. */
 typedef struct esamp_filter {
@@ -166,15 +175,28 @@ const char* esamp_last_error(void);
 esamp_distiller_params esamp_default_distiller_params(void);
 esamp_exploration_params esamp_default_exploration_params(void);
 esamp_filter esamp_default_filter(void);
+esamp_cuda_params esamp_default_cuda_params(void);
+
+/* Whether this library was built with the CUDA backend. */
+bool esamp_has_cuda(void);
 
 /* A CPU sampler for a model with `num_layers` decoder layers. Every field is validated here. */
 esamp_status esamp_sampler_create(int32_t num_layers, const esamp_distiller_params* distiller,
                                   const esamp_exploration_params* exploration, esamp_sampler** out);
+/* A CUDA sampler (DESIGN.md §2, CUDA timeline): views are device memory, hooks enqueue on
+ * cuda->stream and never synchronise. ESAMP_STATUS_UNSUPPORTED when built without CUDA. */
+esamp_status esamp_sampler_create_cuda(int32_t num_layers, const esamp_distiller_params* distiller,
+                                       const esamp_exploration_params* exploration,
+                                       const esamp_cuda_params* cuda, esamp_sampler** out);
 /* Waits for scheduled training and frees the sampler; NULL is a no-op, as with free(). */
 void esamp_sampler_destroy(esamp_sampler* sampler);
 
-/* A new group with a freshly initialised slot; ESAMP_STATUS_BANK_FULL when every slot is taken. */
+/* A new group with a freshly initialised slot; ESAMP_STATUS_BANK_FULL when every slot is taken.
+ * Its exploration strength is esamp_exploration_params.beta, or `beta` (finite, >= 0). */
 esamp_status esamp_open_group(esamp_sampler* sampler, esamp_group* out);
+esamp_status esamp_open_group_with_beta(esamp_sampler* sampler, float beta, esamp_group* out);
+/* Changes a group's exploration strength (finite, >= 0) from the next esamp_begin_step on. */
+esamp_status esamp_set_beta(esamp_sampler* sampler, esamp_group group, float beta);
 /* Frees the group's slot; not while the group has rows in the step under way. */
 esamp_status esamp_close_group(esamp_sampler* sampler, esamp_group group);
 
@@ -194,6 +216,17 @@ esamp_status esamp_mix_hidden(esamp_sampler* sampler, esamp_view final_hidden);
  * filter's temperature and no other truncation. */
 esamp_status esamp_mix_logits(esamp_sampler* sampler, esamp_view logits, esamp_const_view lm_head,
                               const esamp_filter* filter);
+/* The engine's two mixing points, whatever the mix mode: call both, in this order, and the sampler
+ * mixes where esamp_exploration_params.mix says (latent: esamp_mix_hidden before the LM head;
+ * candidates: esamp_mix_logits after it), so the engine never branches on the mode. `filter` is the
+ * one the engine samples with; it may be NULL in latent mode. */
+esamp_status esamp_before_lm_head(esamp_sampler* sampler, esamp_view final_hidden);
+esamp_status esamp_after_lm_head(esamp_sampler* sampler, esamp_view logits,
+                                 esamp_const_view lm_head, const esamp_filter* filter);
+/* The filter to sample the mixed logits with: `filter` itself, or in candidates mode its
+ * temperature only (the candidates are chosen already). Fills *out up to out->struct_size bytes. */
+esamp_status esamp_sampling_filter(const esamp_sampler* sampler, const esamp_filter* filter,
+                                   esamp_filter* out);
 /* Ends the step and trains every slot present on its (source, target) rows. */
 esamp_status esamp_end_step(esamp_sampler* sampler);
 

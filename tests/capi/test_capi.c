@@ -1,7 +1,7 @@
 /* test_capi.c: drives esamp through its C API only (esamp.h, compiled as C99): full latent and
- * candidates steps, stats, a bank save/load round trip, and the status and message of every error
- * path. Usage: esamp_capi_test <directory for temporary bank files>. Exit 0 only if every check
- * passes; each failed check is printed with its line. */
+ * candidates steps, stats, a bank save/load round trip, per-group beta, creating a CUDA sampler,
+ * and the status and message of every error path. Usage: esamp_capi_test <directory for temporary
+ * bank files>. Exit 0 only if every check passes; each failed check is printed with its line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,8 +424,17 @@ static void test_candidates(void) {
       CHECK_FAILS(esamp_mix_hidden(s, view(x, 2, kHidden)), ESAMP_STATUS_INVALID_ARGUMENT,
                   "esamp_mix_hidden", "mix = candidates");
     }
-    CHECK_OK(esamp_mix_logits(s, view(logits, 2, kVocab), const_view(lm_head, kVocab, kHidden),
-                              &filter));
+    if (step == 0) {
+      CHECK_OK(esamp_mix_logits(s, view(logits, 2, kVocab), const_view(lm_head, kVocab, kHidden),
+                                &filter));
+    } else { /* the mode-free mixing points: the first does nothing in candidates mode */
+      CHECK_OK(esamp_before_lm_head(s, view(x, 2, kHidden)));
+      CHECK_FAILS(esamp_after_lm_head(s, view(logits, 2, kVocab),
+                                      const_view(lm_head, kVocab, kHidden), NULL),
+                  ESAMP_STATUS_INVALID_ARGUMENT, "esamp_after_lm_head", "the filter is null");
+      CHECK_OK(esamp_after_lm_head(s, view(logits, 2, kVocab), const_view(lm_head, kVocab, kHidden),
+                                   &filter));
+    }
     CHECK_OK(esamp_end_step(s));
     for (i = 0; i < 2 * kVocab; ++i) {
       if (isinf(logits[i]) && logits[i] < 0.0f) continue;
@@ -435,7 +444,94 @@ static void test_candidates(void) {
     CHECK(kept == 2 * kTopK);
     CHECK(changed == (step == 0 ? 0 : 2 * kTopK)); /* step 0: the slot is still warming up */
   }
+  {
+    esamp_filter draw;
+    draw.struct_size = sizeof draw;
+    filter.temperature = 0.7f;
+    CHECK_OK(esamp_sampling_filter(s, &filter, &draw));
+    CHECK(draw.top_k == 0 && draw.top_p == 1.0f && draw.min_p == 0.0f);
+    CHECK(draw.temperature == 0.7f);
+  }
   esamp_sampler_destroy(s);
+}
+
+/* Per-group beta: a group opened at beta 0 is left bit for bit beside a mixed one; esamp_set_beta
+ * switches it on from the next step; a non-finite beta is refused. */
+static void test_beta(void) {
+  const esamp_distiller_params d = distiller_params(kHidden);
+  const esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
+  esamp_sampler* s = NULL;
+  esamp_group mixed = -1, off = -1, extra = -1;
+  esamp_group rows[kRows];
+  float h[kRows * kHidden];
+  const esamp_status invalid = ESAMP_STATUS_INVALID_ARGUMENT;
+  int step;
+  CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
+  if (!s) return;
+  CHECK_OK(esamp_open_group_with_beta(s, 1.0f, &mixed));
+  CHECK_OK(esamp_open_group_with_beta(s, 0.0f, &off));
+  rows[0] = off;
+  rows[1] = mixed;
+  rows[2] = off;
+  for (step = 0; step < 4; ++step) {
+    if (step == 2) CHECK_OK(esamp_set_beta(s, off, 2.0f));
+    latent_step(s, rows, kRows, 900 + 10 * (unsigned)step, h);
+    if (step == 0) continue; /* warm-up: nothing mixed yet */
+    /* Row 1 always; rows 0 and 2 once their group's beta is no longer 0. */
+    CHECK(rows_changed(h, kRows, 900 + 10 * (unsigned)step) == (step < 2 ? 1 : 3));
+  }
+  { /* the mode-free mixing points mix in latent mode, with no filter needed */
+    float x[kRows * kHidden], y[kRows * kHidden];
+    esamp_filter f = esamp_default_filter(), draw;
+    fill(x, kRows * kHidden, 990);
+    fill(y, kRows * kHidden, 991);
+    fill(h, kRows * kHidden, 992);
+    CHECK_OK(esamp_begin_step(s, rows, kRows));
+    deliver_taps(s, x, y, kRows);
+    CHECK_OK(esamp_before_lm_head(s, view(h, kRows, kHidden)));
+    CHECK_OK(esamp_after_lm_head(s, view(y, kRows, kHidden), const_view(x, kRows, kHidden), NULL));
+    CHECK_OK(esamp_end_step(s));
+    CHECK(rows_changed(h, kRows, 990) == 3);
+    f.top_k = 5;
+    draw.struct_size = sizeof draw;
+    CHECK_OK(esamp_sampling_filter(s, &f, &draw));
+    CHECK(draw.top_k == 5); /* latent mode samples with the engine's filter as it is */
+  }
+  CHECK_FAILS(esamp_set_beta(s, off, INFINITY), invalid, "esamp_set_beta",
+              "beta = inf: must be finite and >= 0");
+  CHECK_FAILS(esamp_set_beta(s, 777, 1.0f), invalid, "esamp_set_beta", "group 777 is unknown");
+  CHECK_FAILS(esamp_open_group_with_beta(s, -1.0f, &extra), invalid, "esamp_open_group_with_beta",
+              "beta = -1: must be finite and >= 0");
+  CHECK_FAILS(esamp_open_group_with_beta(s, 1.0f, NULL), invalid, "esamp_open_group_with_beta",
+              "out is NULL");
+  CHECK_FAILS(esamp_set_beta(NULL, off, 1.0f), invalid, "esamp_set_beta", "sampler is NULL");
+  esamp_sampler_destroy(s);
+}
+
+/* A CUDA sampler where the library has CUDA; a clear ESAMP_STATUS_UNSUPPORTED where it has not.
+ * Creating one needs no device work beyond allocation, so only the no-CUDA build can check the
+ * outcome here; with CUDA it is the struct checks (the GPU tests drive the sampler itself). */
+static void test_cuda_create(void) {
+  const esamp_distiller_params d = distiller_params(kHidden);
+  const esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
+  esamp_cuda_params c = esamp_default_cuda_params();
+  esamp_sampler* s = (esamp_sampler*)&c; /* must be reset to NULL on failure */
+  CHECK(c.struct_size == sizeof c);
+  CHECK(c.stream == NULL);
+  CHECK(c.device == -1);
+  c.device = -2;
+  CHECK_FAILS(esamp_sampler_create_cuda(kLayers, &d, &e, &c, &s), ESAMP_STATUS_INVALID_ARGUMENT,
+              "esamp_sampler_create_cuda", "cuda->device = -2");
+  CHECK(s == NULL);
+  CHECK_FAILS(esamp_sampler_create_cuda(kLayers, &d, &e, NULL, &s), ESAMP_STATUS_INVALID_ARGUMENT,
+              "esamp_sampler_create_cuda", "cuda is NULL");
+  if (!esamp_has_cuda()) {
+    c.device = -1;
+    CHECK_FAILS(esamp_sampler_create_cuda(kLayers, &d, &e, &c, &s), ESAMP_STATUS_UNSUPPORTED,
+                "esamp_sampler_create_cuda", "built without CUDA");
+    CHECK(s == NULL);
+  }
+  CHECK(strcmp(esamp_status_name(ESAMP_STATUS_UNSUPPORTED), "ESAMP_STATUS_UNSUPPORTED") == 0);
 }
 
 int main(int argc, char** argv) {
@@ -464,6 +560,8 @@ int main(int argc, char** argv) {
     esamp_sampler_destroy(s);
   }
   test_candidates();
+  test_beta();
+  test_cuda_create();
 
   if (g_failures) {
     fprintf(stderr, "%d of %d checks failed\n", g_failures, g_checks);
