@@ -120,10 +120,9 @@ GenerationResult generate(Engine& engine, const llama::Tokenizer& tokenizer,
       static_cast<std::size_t>(context_length))
     fail("the prompt ({} tokens with BOS) + {} new tokens exceed the model's context of {} tokens",
          prompt_length, settings.max_new_tokens, context_length);
-  const bool mix_candidates =
-      sampler != nullptr && sampler->exploration().mix == MixMode::candidates;
-  // In candidates mode mix_logits has already applied the filter's truncation (DESIGN.md §1).
-  const Filter draw_filter = mix_candidates ? settings.filter.temperature_only() : settings.filter;
+  // The sampler may have applied the filter's truncation already (candidates mode, DESIGN.md §1).
+  const Filter draw_filter =
+      sampler != nullptr ? sampler->sampling_filter(settings.filter) : settings.filter;
   const auto samples = static_cast<std::size_t>(settings.samples);
   result.samples.resize(samples);
 
@@ -180,7 +179,7 @@ GenerationResult generate(Engine& engine, const llama::Tokenizer& tokenizer,
 
   const GroupId group = sampler != nullptr ? sampler->open_group() : GroupId{0};
   std::vector<GroupId> row_groups;
-  const StepHooks hooks{sampler, mix_candidates ? &settings.filter : nullptr};
+  const StepHooks hooks{sampler, &settings.filter};
   while (!active.empty()) {
     rows.clear();
     for (const std::size_t s : active) rows.push_back({sequences[s], last_token[s]});

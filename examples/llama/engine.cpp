@@ -137,10 +137,6 @@ const RowMatrix& Engine::step(Span<const StepRow> rows, const StepHooks& hooks) 
   const Weights& w = model_.weights;
   check_rows(rows);
   ExploratorySampler* const sampler = hooks.sampler;
-  const bool mix_candidates =
-      sampler != nullptr && sampler->exploration().mix == MixMode::candidates;
-  if (mix_candidates && hooks.candidate_filter == nullptr)
-    fail("Engine::step: the sampler mixes candidates but StepHooks.candidate_filter is null");
   const auto row_count = static_cast<Eigen::Index>(rows.size());
 
   residual_.resize(row_count, hp.dim);
@@ -202,10 +198,11 @@ const RowMatrix& Engine::step(Span<const StepRow> rows, const StepHooks& hooks) 
 
   rms_norm(w.final_norm);
   tap(hp.layer_count - 1, Site::final_normed, normed_);
-  if (sampler != nullptr && !mix_candidates) sampler->mix_hidden(mutable_view_of(normed_));
+  // The sampler mixes at whichever of the two points its mode says.
+  if (sampler != nullptr) sampler->before_lm_head(mutable_view_of(normed_));
   logits_.noalias() = normed_ * w.lm_head.transpose();
-  if (mix_candidates)
-    sampler->mix_logits(mutable_view_of(logits_), view_of(w.lm_head), *hooks.candidate_filter);
+  if (sampler != nullptr)
+    sampler->after_lm_head(mutable_view_of(logits_), view_of(w.lm_head), hooks.filter);
   return logits_;
 }
 

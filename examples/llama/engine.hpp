@@ -26,11 +26,11 @@ struct StepRow {
 };
 
 // What a decode step hands to esamp. The default (no sampler) is a plain forward, as in prefill.
-// The caller brackets the step with sampler->begin_step() / end_step(); the mix mode is the
-// sampler's exploration().mix.
+// The caller brackets the step with sampler->begin_step() / end_step() and samples the logits with
+// sampler->sampling_filter(filter); the sampler decides where it mixes.
 struct StepHooks {
   ExploratorySampler* sampler = nullptr;
-  const Filter* candidate_filter = nullptr;  // candidates mode: the filter that picks candidates
+  const Filter* filter = nullptr;  // the filter the caller samples with (candidates mode needs it)
 };
 
 class Engine {

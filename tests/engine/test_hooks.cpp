@@ -70,11 +70,13 @@ TEST_CASE("every tap site of every layer reaches the sampler") {
   CHECK(sampler->stats().rows_trained == 9);
 }
 
-TEST_CASE("candidates mode without a candidate filter is an error") {
+TEST_CASE("candidates mode without a filter is an error") {
   const Model& model = gguf_model();
   const auto sampler = make_sampler(model, 0.5f, MixMode::candidates);
-  CHECK_THROWS_WITH(greedy_generation(model, 3, sampler.get(), nullptr),
-                    Catch::Contains("candidate_filter is null"));
+  CHECK_THROWS_WITH(
+      greedy_generation(model, 3, sampler.get(), nullptr),
+      Catch::Contains(
+          "candidates needs the filter that picks the candidates, and the filter is null"));
 }
 
 TEST_CASE("rows of several groups in one batch are hooked together") {
