@@ -14,30 +14,6 @@ void quiet_log(ggml_log_level level, const char* text, void*) {
   if (level == GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
 }
 
-// A batch owned for the duration of one call (llama_batch_init / llama_batch_free).
-class Batch {
- public:
-  Batch(int tokens, int sequences_per_token)
-      : batch_(llama_batch_init(tokens, 0, sequences_per_token)) {}
-  ~Batch() { llama_batch_free(batch_); }
-  Batch(const Batch&) = delete;
-  Batch& operator=(const Batch&) = delete;
-
-  void clear() { batch_.n_tokens = 0; }
-  void add(llama_token token, llama_pos position, Span<const llama_seq_id> sequences, bool output) {
-    const int i = batch_.n_tokens++;
-    batch_.token[i] = token;
-    batch_.pos[i] = position;
-    batch_.n_seq_id[i] = static_cast<int>(sequences.size());
-    for (std::size_t k = 0; k < sequences.size(); ++k) batch_.seq_id[i][k] = sequences[k];
-    batch_.logits[i] = output ? 1 : 0;
-  }
-  const llama_batch& get() const { return batch_; }
-
- private:
-  llama_batch batch_;
-};
-
 struct ChainDeleter {
   void operator()(llama_sampler* chain) const { llama_sampler_free(chain); }
 };

@@ -12,6 +12,7 @@
 
 #include "esamp/llama_cpp.hpp"
 #include "esamp/sampler.hpp"
+#include "esamp/span.hpp"
 #include "generate/generation.hpp"
 
 namespace esamp::llama_cpp {
@@ -20,6 +21,30 @@ struct ModelDeleter {
   void operator()(llama_model* model) const { llama_model_free(model); }
 };
 using ModelPtr = std::unique_ptr<llama_model, ModelDeleter>;
+
+// A llama_batch with room for `tokens` tokens of up to `sequences_per_token` sequences each.
+class Batch {
+ public:
+  Batch(int tokens, int sequences_per_token)
+      : batch_(llama_batch_init(tokens, 0, sequences_per_token)) {}
+  ~Batch() { llama_batch_free(batch_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  void clear() { batch_.n_tokens = 0; }
+  void add(llama_token token, llama_pos position, Span<const llama_seq_id> sequences, bool output) {
+    const int i = batch_.n_tokens++;
+    batch_.token[i] = token;
+    batch_.pos[i] = position;
+    batch_.n_seq_id[i] = static_cast<int>(sequences.size());
+    for (std::size_t k = 0; k < sequences.size(); ++k) batch_.seq_id[i][k] = sequences[k];
+    batch_.logits[i] = output ? 1 : 0;
+  }
+  const llama_batch& get() const { return batch_; }
+
+ private:
+  llama_batch batch_;
+};
 
 // Loads a GGUF on the CPU backend, llama.cpp's logging silenced unless `verbose`.
 ModelPtr load_model(const std::string& path, bool verbose = false);
