@@ -26,6 +26,8 @@ constexpr std::array<int, 3> kRowCounts = {1, 4, 16};
 struct BenchOptions {
   std::string model_path;
   int steps = 16;
+  bool work_only = false;
+  Optimizer optimizer = Optimizer::adamw;
   int threads = 0;
   int rank = DistillerConfig{}.rank;
 };
@@ -43,6 +45,15 @@ BenchOptions parse(int argc, const char* const* argv) {
       {"--threads", "N", "llama.cpp threads [its default]",
        [](BenchOptions& o, auto option, const std::string& v) {
          o.threads = parse_int(option, v, 1, 1024);
+       }},
+      {"--work", "",
+       "instead: esamp's own work and a 1-thread llama.cpp step in thread CPU time, and the ratio "
+       "they imply on a quiet machine with --threads cores",
+       [](BenchOptions& o, auto, auto&) { o.work_only = true; }},
+      {"--optimizer", "adamw|sgd", "distiller optimizer [adamw]",
+       [](BenchOptions& o, auto option, const std::string& v) {
+         o.optimizer = parse_choice<Optimizer>(
+             option, v, {{"adamw", Optimizer::adamw}, {"sgd", Optimizer::sgd}});
        }},
       {"--rank", "R", "distiller rank [128]",
        [](BenchOptions& o, auto option, const std::string& v) {
@@ -68,11 +79,84 @@ double seconds_of(const std::function<void()>& work) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// CPU seconds of the calling thread: esamp's hooks run on it, and other processes sharing the
+// cores barely change it.
+double thread_cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
+// Load-insensitive figures: esamp's own work per step (the sampler calls Adapter::decode makes:
+// begin_step, both taps, mix_hidden, end_step, on random rows of the model's shape) and a plain
+// llama_decode step on one thread, both in thread CPU time; then the ratio they imply for a
+// quiet machine where llama.cpp's step spreads over `threads` cores and esamp's work does not.
+void time_work(const BenchOptions& options, llama_model* model, int threads) {
+  const int hidden = llama_model_n_embd(model);
+  const int layers = llama_model_n_layer(model);
+  const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+  fmt::print(
+      "| rows | llama.cpp step, 1 thread, CPU ms | esamp's work per step, CPU ms | implied ratio, "
+      "1 "
+      "thread | implied ratio, {} threads |\n|---:|---:|---:|---:|---:|\n",
+      threads);
+  for (const int rows : kRowCounts) {
+    DistillerConfig distiller;
+    distiller.hidden_size = hidden;
+    distiller.rank = options.rank;
+    distiller.optimizer = options.optimizer;
+    ExplorationConfig exploration;
+    exploration.max_rows = rows;
+    ExploratorySampler sampler(layers, distiller, exploration);
+    const GroupId group = sampler.open_group();
+    const std::vector<GroupId> groups(static_cast<std::size_t>(rows), group);
+    std::vector<float> source(static_cast<std::size_t>(rows * hidden)), target(source.size()),
+        final_rows(source.size());
+    const std::unique_ptr<llama_context, void (*)(llama_context*)> context(
+        llama_init_from_model(model, context_params({rows, options.steps + 2, 1})), llama_free);
+    if (!context) fail("llama_init_from_model failed");
+    std::vector<double> esamp_ms, llama_ms;
+    Batch step(rows, 1);
+    for (int k = -1; k < options.steps; ++k) {
+      for (std::size_t i = 0; i < source.size(); ++i) {
+        source[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(k));
+        target[i] = std::cos(0.11f * static_cast<float>(i) + static_cast<float>(k));
+        final_rows[i] = target[i];
+      }
+      double start = thread_cpu_seconds();
+      sampler.begin_step(Span<const GroupId>(groups.data(), groups.size()));
+      sampler.on_hidden(0, Site::layer_input_normed, ConstMatrixView(source.data(), rows, hidden));
+      sampler.on_hidden(layers - 1, Site::layer_input_normed,
+                        ConstMatrixView(target.data(), rows, hidden));
+      sampler.mix_hidden(MatrixView(final_rows.data(), rows, hidden));
+      sampler.end_step();
+      const double esamp_seconds = thread_cpu_seconds() - start;
+      step.clear();
+      for (llama_seq_id s = 0; s < rows; ++s)
+        step.add((7 * (k + 2) + 13 * s) % vocab, k + 1, Span<const llama_seq_id>(&s, 1), true);
+      start = thread_cpu_seconds();
+      if (llama_decode(context.get(), step.get()) != 0) fail("llama_decode failed");
+      const double llama_seconds = thread_cpu_seconds() - start;
+      if (k < 0) continue;
+      esamp_ms.push_back(1e3 * esamp_seconds);
+      llama_ms.push_back(1e3 * llama_seconds);
+    }
+    const double w = quantile(llama_ms, 0.5), h = quantile(esamp_ms, 0.5);
+    fmt::print("| {} | {:.1f} | {:.2f} | {:.3f} | {:.3f} |\n", rows, w, h, w / (w + h),
+               (w / threads) / (w / threads + h));
+    std::fflush(stdout);
+  }
+}
+
 int run(int argc, const char* const* argv) {
   const BenchOptions options = parse(argc, argv);
   ModelPtr model = load_model(options.model_path);
   const int hidden = llama_model_n_embd(model.get());
   const int layers = llama_model_n_layer(model.get());
+  if (options.work_only) {
+    time_work(options, model.get(), options.threads > 0 ? options.threads : 2);
+    return 0;
+  }
   const std::vector<llama_token> prompt = tokenize(model.get(), "Once upon a time");
   const auto prompt_length = static_cast<int>(prompt.size());
   const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
@@ -86,6 +170,7 @@ int run(int argc, const char* const* argv) {
     DistillerConfig distiller;
     distiller.hidden_size = hidden;
     distiller.rank = options.rank;
+    distiller.optimizer = options.optimizer;
     ExplorationConfig exploration;  // beta 0.5, latent, layer 0 -> last layer
     exploration.max_rows = rows;
     ExploratorySampler sampler(layers, distiller, exploration);
