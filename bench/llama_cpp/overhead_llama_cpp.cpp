@@ -96,9 +96,9 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
   const int layers = llama_model_n_layer(model);
   const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
   fmt::print(
-      "| rows | llama.cpp step, 1 thread, CPU ms | esamp's work per step, CPU ms | implied ratio, "
-      "1 "
-      "thread | implied ratio, {} threads |\n|---:|---:|---:|---:|---:|\n",
+      "| rows | llama.cpp step, 1 thread, CPU ms | esamp's work per step, CPU ms | of which "
+      "end_step | implied ratio, 1 thread | implied ratio, {} threads "
+      "|\n|---:|---:|---:|---:|---:|---:|\n",
       threads);
   for (const int rows : kRowCounts) {
     DistillerConfig distiller;
