@@ -301,10 +301,25 @@ class LatentDistiller {
     if (detail::fnv1a64({file.data(), file.size() - 8}) !=
         detail::load_le<std::uint64_t>(file.data() + file.size() - 8))
       fail("{}: checksum mismatch: the file is corrupt", path);
-    for (auto& step : steps_) step = in.value<std::int64_t>();
-    in.floats(params_);
-    in.floats(m_);
-    in.floats(v_);
+    // Read whole, checked, then kept: the checksum cannot tell values no run produces (another
+    // writer's file). One more update would overflow a count at the int64 limit, AdamW's bias
+    // correction needs a count >= 0, and its second moment is never negative.
+    std::vector<std::int64_t> steps(steps_.size());
+    std::vector<float> params(params_.size()), m(m_.size()), v(v_.size());
+    for (std::size_t s = 0; s < steps.size(); ++s) {
+      steps[s] = in.value<std::int64_t>();
+      if (steps[s] < 0 || steps[s] > kMaxUpdates)
+        fail("{}: slot {} has {} updates, expected 0 to 2^53", path, s, steps[s]);
+    }
+    in.floats(params);
+    in.floats(m);
+    in.floats(v);
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (v[i] < 0.0f) fail("{}: AdamW second moment {} is {}, expected >= 0", path, i, v[i]);
+    steps_ = std::move(steps);
+    params_ = std::move(params);
+    m_ = std::move(m);
+    v_ = std::move(v);
   }
 
  private:
@@ -313,6 +328,7 @@ class LatentDistiller {
   // u64 FNV-1a of everything before it; little-endian.
   static constexpr char kMagic[8] = {'E', 'S', 'A', 'M', 'P', 'B', 'N', 'K'};
   static constexpr std::uint32_t kFileVersion = 1;
+  static constexpr std::int64_t kMaxUpdates = std::int64_t{1} << 53;  // exact as a double
 
   std::array<std::uint32_t, 5> shape_fields() const {
     return {static_cast<std::uint32_t>(config_.hidden_size),

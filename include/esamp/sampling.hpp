@@ -41,23 +41,30 @@ inline void Filter::validate() const {
 // The indices kept by `filter`, by descending logit (ties: lower index first). At least one is
 // kept; -inf logits never are. NaN or +inf logits, an empty row or an all -inf row are errors.
 // `candidates` is overwritten; its capacity is reused, so a steady-state call does not allocate.
-inline void select_candidates(Span<const float> logits, const Filter& filter,
-                              std::vector<int>& candidates) {
-  filter.validate();
+// The index of the largest logit (the first of ties). NaN or +inf logits, an empty row or an all
+// -inf row are errors: the rows select_candidates refuses.
+inline int checked_argmax(Span<const float> logits) {
   if (logits.empty()) fail("select_candidates: logits is empty, expected at least one token");
   if (logits.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     fail("select_candidates: {} logits, token ids must fit in int", logits.size());
   constexpr float kInf = std::numeric_limits<float>::infinity();
-  constexpr float kNegInf = -kInf;
   int best = -1;
   for (std::size_t i = 0; i < logits.size(); ++i) {
     const float l = logits[i];
     if (std::isnan(l) || l == kInf)
       fail("select_candidates: logits[{}] = {}: must be finite or -inf", i, l);
-    if (l != kNegInf && (best < 0 || l > logits[best])) best = static_cast<int>(i);
+    if (l != -kInf && (best < 0 || l > logits[best])) best = static_cast<int>(i);
   }
   if (best < 0)
     fail("select_candidates: all {} logits are -inf, no token can be kept", logits.size());
+  return best;
+}
+
+inline void select_candidates(Span<const float> logits, const Filter& filter,
+                              std::vector<int>& candidates) {
+  filter.validate();
+  const int best = checked_argmax(logits);
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
   candidates.clear();
   if (filter.temperature == 0.0f || filter.top_k == 1) {  // the argmax alone: no sort needed

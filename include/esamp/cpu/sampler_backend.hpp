@@ -66,9 +66,17 @@ class SamplerBackendCpu final : public SamplerBackend {
                   const Filter& filter) override {
     const float beta = exploration_.beta;
     logit_row_.resize(static_cast<std::size_t>(logits.cols));
-    for (std::int64_t i = 0; i < logits.rows; ++i) {
+    const auto load_row = [&](std::int64_t i) {
       for (std::int64_t v = 0; v < logits.cols; ++v)
         logit_row_[static_cast<std::size_t>(v)] = logits.at(i, v);
+    };
+    // Every row checked before any is written: a refused call leaves the logits as they were.
+    for (std::int64_t i = 0; i < logits.rows; ++i) {
+      load_row(i);
+      checked_argmax(logit_row_);
+    }
+    for (std::int64_t i = 0; i < logits.rows; ++i) {
+      load_row(i);
       select_candidates(logit_row_, filter, candidates_);
       for (std::int64_t v = 0; v < logits.cols; ++v)
         logits.set(i, v, -std::numeric_limits<float>::infinity());
