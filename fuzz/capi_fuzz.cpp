@@ -178,7 +178,7 @@ class Driver {
         in_.ConsumeIntegralInRange(0, 3) == 0 ? ESAMP_SHARING_GLOBAL : ESAMP_SHARING_PER_GROUP;
     e.warmup_updates = in_.ConsumeIntegralInRange(0, 2);
     e.max_rows = in_.ConsumeIntegralInRange(1, 6);
-    e.background_training = in_.ConsumeIntegralInRange(0, 3) == 0;  // thread handoffs are slow
+    e.background_training = in_.ConsumeIntegralInRange(0, 7) == 0;  // thread handoffs are slow
     if (chance(3)) try_invalid_create(d, e);
     esamp_sampler* out = nullptr;
     check("esamp_sampler_create", esamp_sampler_create(num_layers_, &d, &e, &out), true);

@@ -125,6 +125,7 @@ int check(bool ok, const char* what) {
 int run(const Options& o) {
   std::mt19937_64 random(2026);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> column_of(0, kHidden - 1);
   const auto bernoulli = [&random](double p) { return std::bernoulli_distribution(p)(random); };
   std::unique_ptr<ExploratorySampler> a = make_sampler(o.background),
                                       b = make_sampler(o.background);
@@ -199,8 +200,8 @@ int run(const Options& o) {
         const float poison = bernoulli(0.5) ? std::numeric_limits<float>::quiet_NaN()
                                             : std::numeric_limits<float>::infinity();
         const bool in_source = bernoulli(0.5);
-        (in_source ? x : y)[std::uniform_int_distribution<int>(0, kHidden - 1)(random)] =
-            bernoulli(0.5) ? poison : -poison;
+        const int column = column_of(random);
+        (in_source ? x : y)[column] = bernoulli(0.5) ? poison : -poison;
         ++rows_poisoned;
         rows_bad_source += in_source ? 1 : 0;
       }
