@@ -41,6 +41,7 @@ summary=()
 for target in "${order[@]}"; do
   read -r binary seeds <<<"${targets[$target]}"
   corpus="$build/corpus/$target" findings="$build/findings/$target" log="$build/logs/$target.log"
+  rm -rf "$findings"  # this run's findings only; the grown corpus is kept
   mkdir -p "$corpus" "$findings" "$(dirname "$log")"
   echo "== fuzzing $target for $seconds s"
   status=0
