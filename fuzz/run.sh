@@ -5,7 +5,8 @@
 # timeout) is written to build/fuzz/findings/<target>/ and makes the script fail once every target
 # has run. With RECORD=<file> the lines are also appended to <file>.
 #   fuzz/run.sh <seconds> [target...]      targets: gguf llama2c tokenizer bank capi (default: all)
-# The sentence encoder's readers (safetensors, tokenizer.json) join the table below when they land.
+# The sentence encoder's readers (examples/embed: safetensors, tokenizer.json) have no target yet;
+# theirs join the table below.
 set -euo pipefail
 if [ $# -lt 1 ]; then
   echo "usage: $0 <seconds-per-target> [target...]" >&2
