@@ -60,6 +60,10 @@ const std::vector<KeySpec>& key_table() {
        }},
       {"min_p", false,
        [](EvalConfig& c, auto option, auto v) { c.filter.min_p = parse_float(option, v, 0, 1); }},
+      {"top_p", false,
+       [](EvalConfig& c, auto option, auto v) {
+         c.filter.top_p = parse_float(option, v, 0.0f, 1.0f, /*min_exclusive=*/true);
+       }},
       {"beta", true,
        [](EvalConfig& c, auto option, auto v) {
          c.exploration.beta = parse_float(option, v, 0.0f, 1e6f);
@@ -69,10 +73,21 @@ const std::vector<KeySpec>& key_table() {
          c.exploration.mix = parse_choice<MixMode>(
              option, v, {{"latent", MixMode::latent}, {"candidates", MixMode::candidates}});
        }},
+      {"latent_mix", true,
+       [](EvalConfig& c, auto option, auto v) {
+         c.exploration.latent_mix = parse_choice<LatentMix>(option, v,
+                                                            {{"full", LatentMix::full},
+                                                             {"orthogonal", LatentMix::orthogonal},
+                                                             {"norm_kept", LatentMix::norm_kept}});
+       }},
       {"sharing", true,
        [](EvalConfig& c, auto option, auto v) {
-         c.exploration.sharing = parse_choice<Sharing>(
-             option, v, {{"group", Sharing::per_group}, {"global", Sharing::global}});
+         // sample: per-group slots, each sample its own group.
+         c.exploration.sharing = parse_choice<Sharing>(option, v,
+                                                       {{"group", Sharing::per_group},
+                                                        {"global", Sharing::global},
+                                                        {"sample", Sharing::per_group}});
+         c.group_per_sample = v == "sample";
        }},
       {"rank", true,
        [](EvalConfig& c, auto option, auto v) { c.rank = parse_int(option, v, 1, 1 << 20); }},
@@ -112,11 +127,14 @@ std::string EvalConfig::method() const {
 
 std::string EvalConfig::label() const {
   std::string text = fmt::format("T={}", filter.temperature);
+  if (filter.top_p < 1.0f) text += fmt::format(" top_p={}", filter.top_p);
   if (filter.min_p > 0.0f) text += fmt::format(" min_p={}", filter.min_p);
   if (!esamp) return text;
   const ExplorationConfig defaults;
   text += fmt::format(" beta={} {} {}", exploration.beta, name(exploration.mix),
-                      name(exploration.sharing));
+                      group_per_sample ? "sample" : name(exploration.sharing));
+  if (exploration.latent_mix != defaults.latent_mix)
+    text += fmt::format(" latent_mix={}", name(exploration.latent_mix));
   if (rank != 0) text += fmt::format(" rank={}", rank);
   if (lr != DistillerConfig{}.lr) text += fmt::format(" lr={}", lr);
   if (exploration.warmup_updates != defaults.warmup_updates)
@@ -151,8 +169,9 @@ std::vector<EvalConfig> parse_curve(std::string_view spec) {
         std::find_if(keys.begin(), keys.end(), [key](const KeySpec& k) { return k.key == key; });
     if (equals == std::string_view::npos || found == keys.end())
       usage_error(
-          "--curve {}: '{}': expected key=value with a key among T, min_p, beta, mix, sharing, "
-          "rank, lr, warmup, source, target",
+          "--curve {}: '{}': expected key=value with a key among T, top_p, min_p, beta, mix, "
+          "latent_mix, "
+          "sharing, rank, lr, warmup, source, target",
           curve, item);
     const auto index = static_cast<std::size_t>(found - keys.begin());
     if (std::any_of(axes.begin(), axes.end(), [index](const auto& a) { return a.first == index; }))
