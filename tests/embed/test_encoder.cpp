@@ -1,0 +1,89 @@
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <esamp/error.hpp>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "embed/sentence_encoder.hpp"
+
+using Catch::Matchers::Contains;
+using Catch::Matchers::WithinAbs;
+using esamp::embed::SentenceEncoder;
+
+namespace {
+
+// The encoder under ESAMP_EMBEDDER_DIR, failing (never skipping) the test when it is unusable.
+const SentenceEncoder& encoder() {
+  const char* dir = std::getenv("ESAMP_EMBEDDER_DIR");
+  if (dir == nullptr || *dir == '\0')
+    FAIL(
+        "ESAMP_EMBEDDER_DIR is not set: run scripts/fetch-embedder and point it at the folder it "
+        "prints");
+  if (!std::ifstream(std::string(dir) + "/model.safetensors"))
+    FAIL("ESAMP_EMBEDDER_DIR=" << dir << " holds no model.safetensors: run scripts/fetch-embedder");
+  static const SentenceEncoder loaded = SentenceEncoder::load(dir);
+  return loaded;
+}
+
+}  // namespace
+
+TEST_CASE("The encoder reproduces the model card's example similarities") {
+  const Eigen::MatrixXf e = encoder().encode(
+      {"The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."});
+  REQUIRE(e.rows() == 3);
+  REQUIRE(e.cols() == 384);
+  for (Eigen::Index i = 0; i < 3; ++i) REQUIRE_THAT(e.row(i).norm(), WithinAbs(1.0, 1e-6));
+  // The card's 4 decimals; the float64 reference gives 0.665955, 0.104584, 0.141145.
+  CHECK_THAT(e.row(0).dot(e.row(1)), WithinAbs(0.6660, 5e-5));
+  CHECK_THAT(e.row(0).dot(e.row(2)), WithinAbs(0.1046, 5e-5));
+  CHECK_THAT(e.row(1).dot(e.row(2)), WithinAbs(0.1411, 5e-5));
+}
+
+TEST_CASE("A text's embedding does not depend on the texts batched with it") {
+  const std::vector<std::string> texts = {"Once upon a time there was a little girl named Lily.",
+                                          "",
+                                          "Tom and his dog went to the park.",
+                                          std::string(2000, 'a') + " long",
+                                          "She smiled.",
+                                          "The sun was bright and the sky was blue."};
+  const Eigen::MatrixXf together = encoder().encode(texts);
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const Eigen::MatrixXf alone = encoder().encode({texts[i]});
+    INFO("text " << i);
+    REQUIRE((alone.row(0) - together.row(static_cast<Eigen::Index>(i))).cwiseAbs().maxCoeff() <
+            1e-6f);
+  }
+  REQUIRE(encoder().encode({}).rows() == 0);
+}
+
+TEST_CASE("Texts past max_tokens are truncated to [CLS], max_tokens - 2 pieces, [SEP]") {
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "word ";
+  const std::vector<int> ids = encoder().tokenize(text);
+  REQUIRE(ids.size() == static_cast<std::size_t>(encoder().max_tokens()));
+  REQUIRE(ids.front() == 101);
+  REQUIRE(ids.back() == 102);
+  REQUIRE(encoder().tokenize("The weather is lovely today.") ==
+          std::vector<int>{101, 1996, 4633, 2003, 8403, 2651, 1012, 102});
+}
+
+TEST_CASE("Loading an encoder from a folder without its files is an error naming the file") {
+  REQUIRE_THROWS_AS(SentenceEncoder::load("/nonexistent"), esamp::Error);
+  REQUIRE_THROWS_WITH(SentenceEncoder::load("/nonexistent"),
+                      Contains("/nonexistent/tokenizer.json"));
+}
+
+TEST_CASE("find_embedder_dir follows ESAMP_EMBEDDER_DIR and is empty where the files are not") {
+  const char* saved = std::getenv("ESAMP_EMBEDDER_DIR");
+  const std::string dir = saved == nullptr ? "" : saved;
+  setenv("ESAMP_EMBEDDER_DIR", "/nonexistent", 1);
+  REQUIRE_FALSE(esamp::embed::find_embedder_dir().has_value());
+  if (!dir.empty()) {
+    setenv("ESAMP_EMBEDDER_DIR", dir.c_str(), 1);
+    REQUIRE(esamp::embed::find_embedder_dir() == dir);
+  } else {
+    unsetenv("ESAMP_EMBEDDER_DIR");
+  }
+  encoder();  // fails this test, as the others, when the encoder is not there
+}
