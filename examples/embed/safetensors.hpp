@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "export.hpp"
+
 namespace esamp::embed {
 
 struct SafetensorsTensor {
@@ -16,7 +18,7 @@ struct SafetensorsTensor {
   std::size_t begin = 0, end = 0;   // byte range within the data section
 };
 
-class SafetensorsFile {
+class ESAMP_EMBED_API SafetensorsFile {
  public:
   static SafetensorsFile open(const std::string& path);
   // Parses `bytes`; `file_name` names it in error messages. A truncated file, a header that is not

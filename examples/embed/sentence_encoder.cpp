@@ -132,7 +132,7 @@ class Workspace {
 
   // Writes the normalised mean-pooled embedding of sequence s into out.row(rows[s]).
   void run(const BertWeights& w, const std::vector<const std::vector<int>*>& sequences,
-           const std::vector<Eigen::Index>& rows, Eigen::MatrixXf& out) {
+           const std::vector<Eigen::Index>& rows, Eigen::Map<Eigen::MatrixXf>& out) {
     Eigen::Index tokens = 0;
     for (const auto* ids : sequences) {
       for (std::size_t p = 0; p < ids->size(); ++p, ++tokens)
@@ -219,7 +219,7 @@ std::vector<int> SentenceEncoder::tokenize(const std::string& text) const {
 int SentenceEncoder::dim() const { return kHidden; }
 int SentenceEncoder::max_tokens() const { return kMaxTokens; }
 
-Eigen::MatrixXf SentenceEncoder::encode(const std::vector<std::string>& texts) const {
+void SentenceEncoder::encode_into(const std::vector<std::string>& texts, float* out_data) const {
   const std::size_t count = texts.size();
   std::vector<std::vector<int>> ids(count);
   for (std::size_t i = 0; i < count; ++i) ids[i] = tokenize(texts[i]);
@@ -245,7 +245,7 @@ Eigen::MatrixXf SentenceEncoder::encode(const std::vector<std::string>& texts) c
     batch_tokens += ids[i].size();
   }
 
-  Eigen::MatrixXf out(static_cast<Eigen::Index>(count), kHidden);
+  Eigen::Map<Eigen::MatrixXf> out(out_data, static_cast<Eigen::Index>(count), kHidden);
   std::atomic<std::size_t> next{0};
   std::exception_ptr error;
   std::mutex error_mutex;
@@ -274,7 +274,6 @@ Eigen::MatrixXf SentenceEncoder::encode(const std::vector<std::string>& texts) c
   if (workers > 0) work();
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
-  return out;
 }
 
 std::optional<std::string> find_embedder_dir() {

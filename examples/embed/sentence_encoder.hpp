@@ -9,12 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "export.hpp"
+
 namespace esamp::embed {
 
 class WordPieceTokenizer;
 struct BertWeights;
 
-class SentenceEncoder {
+class ESAMP_EMBED_API SentenceEncoder {
  public:
   // Reads `dir`/model.safetensors (fp32) and `dir`/tokenizer.json; a missing, truncated or
   // malformed file, or a tensor of the wrong name or shape, is an esamp::Error naming it.
@@ -23,7 +25,14 @@ class SentenceEncoder {
   // One row per text: [texts, dim()], mean-pooled and L2-normalised, so a dot product of two rows
   // is their cosine similarity. Texts longer than max_tokens() are truncated. Uses one thread per
   // core; safe to call from several threads at once.
-  Eigen::MatrixXf encode(const std::vector<std::string>& texts) const;
+  Eigen::MatrixXf encode(const std::vector<std::string>& texts) const {
+    Eigen::MatrixXf out(static_cast<Eigen::Index>(texts.size()), dim());
+    encode_into(texts, out.data());
+    return out;
+  }
+  // encode() into `out`, column-major [texts, dim()]. The library's own Eigen code (compiled for
+  // this CPU, possibly with another alignment) never allocates what its callers free.
+  void encode_into(const std::vector<std::string>& texts, float* out) const;
 
   // The token ids the encoder sees for `text`: [CLS], WordPiece ids, [SEP], at most max_tokens().
   std::vector<int> tokenize(const std::string& text) const;
@@ -42,6 +51,6 @@ class SentenceEncoder {
 // The encoder's folder: ESAMP_EMBEDDER_DIR when set, else
 // ${XDG_CACHE_HOME:-~/.cache}/esamp/all-minilm-l6-v2 (where scripts/fetch-embedder puts it); an
 // empty optional when model.safetensors or tokenizer.json is absent there.
-std::optional<std::string> find_embedder_dir();
+ESAMP_EMBED_API std::optional<std::string> find_embedder_dir();
 
 }  // namespace esamp::embed

@@ -9,9 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include "export.hpp"
+
 namespace esamp::embed {
 
-class WordPieceTokenizer {
+class ESAMP_EMBED_API WordPieceTokenizer {
  public:
   // Reads `path`; a file that is not a BERT WordPiece tokenizer.json is an esamp::Error naming the
   // field that differs.
