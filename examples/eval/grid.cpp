@@ -216,14 +216,18 @@ std::vector<EvalConfig> parse_grid(const std::vector<std::string>& specs) {
 
 const std::vector<std::string>& default_curves() {
   static const std::vector<std::string> curves = {
-      "temperature: T=0.6,0.7,0.8,0.9,1,1.1,1.2,1.35,1.5",
-      "min-p: T=1.5; min_p=0.02,0.05,0.1,0.2,0.3",
-      "esamp-latent: beta=0.1,0.25,0.5,1,2",
-      "esamp-candidates: T=1.5; min_p=0.05; mix=candidates; beta=0.25,0.5,1,2",
-      "esamp-latent-global: sharing=global; beta=0.25,0.5,1",
-      // The investigation's best (bench/results/quality.md): a distiller that learns within a
-      // group (lr 1e-2) and predicts the state that mixing moves (target=final).
-      "esamp-final-lr1e-2: T=1.25; target=final; lr=0.01; beta=0.25,0.5,1,2",
+      // T = 0.5 and min-p 0.4 reach down to the perplexity of candidates mode's reference settings.
+      "temperature: T=0.5,0.6,0.7,0.8,0.9,1,1.1,1.25",
+      "min-p: T=1.5; min_p=0.05,0.1,0.2,0.3,0.4",
+      "esamp-default: beta=0.5",
+      // The best measured (bench/results/quality.md): a distiller that learns within a group
+      // (lr 1e-2) and predicts the state that mixing moves (target=final).
+      "esamp-tuned: T=1.25; target=final; lr=0.01; beta=0.25,0.5,1",
+      // Collaborative exploration, ablated: one distiller per sample, one for every prompt.
+      "ablation-per-sample: T=1.25; target=final; lr=0.01; sharing=sample; beta=0.5",
+      "ablation-global: T=1.25; target=final; lr=0.01; sharing=global; beta=0.5",
+      // The reference implementation's starter settings (candidates after the filters).
+      "candidates-ref: T=0.8; top_p=0.95; min_p=0.1; mix=candidates; beta=0.1,0.8",
   };
   return curves;
 }
