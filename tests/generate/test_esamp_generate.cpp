@@ -155,7 +155,8 @@ TEST_CASE(
                              Catch::Matchers::Contains("Vendi (hidden states)"));
 }
 
-TEST_CASE("--compare runs plain sampling at the temperature that matches esamp's perplexity") {
+TEST_CASE(
+    "esamp-generate --compare runs plain sampling at the temperature matching esamp's perplexity") {
   const ProgramRun run = run_esamp_generate(short_run({"--compare", "--json", "--samples", "8"}),
                                             Capture::standard_output);
   REQUIRE(run.exit_status == 0);
