@@ -118,8 +118,8 @@ void layer_norm(Block x, const Eigen::VectorXf& weight, const Eigen::VectorXf& b
   }
 }
 
-// One forward pass over sequences packed side by side (no padding), sized once for kBatchTokens
-// or the longest batch, and reused across batches.
+// The buffers of a forward pass over sequences packed side by side (no padding), sized once per
+// thread for the largest batch and reused across its batches.
 class Workspace {
  public:
   explicit Workspace(Eigen::Index tokens)

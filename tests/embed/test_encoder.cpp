@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <esamp/error.hpp>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -13,8 +14,8 @@ using esamp::embed::SentenceEncoder;
 
 namespace {
 
-// The encoder under ESAMP_EMBEDDER_DIR, failing (never skipping) the test when it is unusable.
-const SentenceEncoder& encoder() {
+// ESAMP_EMBEDDER_DIR, failing (never skipping) the test when it does not hold the encoder.
+std::string embedder_dir() {
   const char* dir = std::getenv("ESAMP_EMBEDDER_DIR");
   if (dir == nullptr || *dir == '\0')
     FAIL(
@@ -22,8 +23,36 @@ const SentenceEncoder& encoder() {
         "prints");
   if (!std::ifstream(std::string(dir) + "/model.safetensors"))
     FAIL("ESAMP_EMBEDDER_DIR=" << dir << " holds no model.safetensors: run scripts/fetch-embedder");
-  static const SentenceEncoder loaded = SentenceEncoder::load(dir);
+  return dir;
+}
+
+const SentenceEncoder& encoder() {
+  static const SentenceEncoder loaded = SentenceEncoder::load(embedder_dir());
   return loaded;
+}
+
+std::string scratch_folder(const std::string& name) {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp ? tmp : "/tmp") + "/esamp_test_embed_" + name;
+}
+
+// A scratch folder holding the real tokenizer.json and `model` as model.safetensors.
+std::string model_folder(const std::string& name, const std::string& model) {
+  const std::string dir = scratch_folder(name);
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(embedder_dir() + "/tokenizer.json", dir + "/tokenizer.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir + "/model.safetensors", std::ios::binary) << model;
+  return dir;
+}
+
+// A safetensors file of one F32 tensor `name` of `shape`, its data zeros.
+std::string one_tensor(const std::string& name, const std::string& shape, std::size_t bytes) {
+  const std::string header = "{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":" + shape +
+                             ",\"data_offsets\":[0," + std::to_string(bytes) + "]}}";
+  std::string file(8, '\0');
+  file[0] = static_cast<char>(header.size());
+  return file + header + std::string(bytes, '\0');
 }
 
 }  // namespace
@@ -72,6 +101,23 @@ TEST_CASE("Loading an encoder from a folder without its files is an error naming
   REQUIRE_THROWS_AS(SentenceEncoder::load("/nonexistent"), esamp::Error);
   REQUIRE_THROWS_WITH(SentenceEncoder::load("/nonexistent"),
                       Contains("/nonexistent/tokenizer.json"));
+}
+
+TEST_CASE("Loading a truncated or mis-shaped model.safetensors is an error naming the tensor") {
+  std::ifstream real(embedder_dir() + "/model.safetensors", std::ios::binary);
+  std::string head(1 << 20, '\0');
+  real.read(head.data(), static_cast<std::streamsize>(head.size()));
+  REQUIRE_THROWS_WITH(SentenceEncoder::load(model_folder("truncated", head)),
+                      Contains("outside the 1037160-byte data section"));
+  REQUIRE_THROWS_WITH(
+      SentenceEncoder::load(
+          model_folder("misshaped", one_tensor("embeddings.word_embeddings.weight", "[1,4]", 16))),
+      Contains(
+          "tensor \"embeddings.word_embeddings.weight\" has shape [1, 4], expected [30522, 384]"));
+  REQUIRE_THROWS_WITH(SentenceEncoder::load(model_folder("missing", one_tensor("x", "[4]", 16))),
+                      Contains("no tensor \"embeddings.word_embeddings.weight\""));
+  for (const char* name : {"truncated", "misshaped", "missing"})
+    std::filesystem::remove_all(scratch_folder(name));
 }
 
 TEST_CASE("find_embedder_dir follows ESAMP_EMBEDDER_DIR and is empty where the files are not") {
