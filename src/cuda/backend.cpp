@@ -107,7 +107,8 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
         "clearing the stats");
   set_optimizer_settings(
       {config_.lr, config_.adam_beta1, config_.adam_beta2, config_.adam_eps, config_.weight_decay});
-  const MixSettings mix{exploration.beta, exploration.warmup_updates};
+  const MixSettings mix{exploration.beta, exploration.warmup_updates,
+                        static_cast<std::int32_t>(exploration.latent_mix)};
   check(cudaMemcpy(mix_settings_, &mix, sizeof mix, cudaMemcpyHostToDevice),
         "uploading the mix settings");
   // Slot 0 from the image, then doubling copies: log2(slots) calls for the whole bank.
@@ -139,7 +140,8 @@ Backend::~Backend() {
 void Backend::set_beta(float beta) {
   if (!(beta >= 0.0f)) fail("CUDA backend: beta = {}: must be finite and >= 0", beta);
   exploration_.beta = beta;
-  const MixSettings mix{beta, exploration_.warmup_updates};
+  const MixSettings mix{beta, exploration_.warmup_updates,
+                        static_cast<std::int32_t>(exploration_.latent_mix)};
   check(cudaMemcpyAsync(mix_settings_, &mix, sizeof mix, cudaMemcpyHostToDevice, engine_),
         "uploading the mix settings");
   check(cudaStreamSynchronize(engine_), "uploading the mix settings");

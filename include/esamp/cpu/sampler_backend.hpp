@@ -10,6 +10,7 @@
 
 #include "esamp/backend.hpp"
 #include "esamp/config.hpp"
+#include "esamp/cpu/latent_mix.hpp"
 #include "esamp/detail/background_worker.hpp"
 #include "esamp/distiller.hpp"
 
@@ -49,14 +50,18 @@ class SamplerBackendCpu final : public SamplerBackend {
       for (std::int64_t j = 0; j < target.cols; ++j) target_(i, j) = target.at(i, j);
   }
 
-  // h̃ = (1+β)·h − β·ŷ, in place.
+  // h̃ = (1+β)·h − β·ŷ (or its LatentMix variant), in place.
   void mix_hidden(const MatrixView& final_hidden) override {
-    const float beta = exploration_.beta;
+    row_.resize(static_cast<std::size_t>(final_hidden.cols));
     for (std::int64_t i = 0; i < final_hidden.rows; ++i) {
       const float* y_hat = mixable(i);
       if (!y_hat) continue;
       for (std::int64_t j = 0; j < final_hidden.cols; ++j)
-        final_hidden.set(i, j, (1.0f + beta) * final_hidden.at(i, j) - beta * y_hat[j]);
+        row_[static_cast<std::size_t>(j)] = final_hidden.at(i, j);
+      mix_latent_row(row_.data(), y_hat, final_hidden.cols, exploration_.beta,
+                     exploration_.latent_mix);
+      for (std::int64_t j = 0; j < final_hidden.cols; ++j)
+        final_hidden.set(i, j, row_[static_cast<std::size_t>(j)]);
       ++stats_.rows_mixed;
     }
   }
@@ -162,6 +167,7 @@ class SamplerBackendCpu final : public SamplerBackend {
   std::vector<int> row_slots_;  // [rows] slot of each row this step
   ForwardState forward_;        // this step's prediction and saved activations
   Matrix<float> target_;        // [max_rows, H] this step's target rows
+  std::vector<float> row_;      // [H] one row of h while it is mixed
   std::vector<float> logit_row_;
   std::vector<int> candidates_;
   Stats stats_;

@@ -298,6 +298,7 @@ struct OptimizerSettings {
 struct MixSettings {
   float beta = 0.0f;
   std::int32_t warmup_updates = 1;
+  std::int32_t latent_mix = 0;  // a LatentMix
 };
 
 enum class UpdateRule : int {
