@@ -129,7 +129,8 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
   const OptimizerSettings settings = OptimizerSettings::of(config_);
   check(cudaMemcpy(optimizer_settings_, &settings, sizeof settings, cudaMemcpyHostToDevice),
         "uploading the optimizer settings");
-  const MixSettings mix{exploration.warmup_updates};
+  const MixSettings mix{exploration.warmup_updates,
+                        static_cast<std::int32_t>(exploration.latent_mix)};
   check(cudaMemcpy(mix_settings_, &mix, sizeof mix, cudaMemcpyHostToDevice),
         "uploading the mix settings");
   // Slot 0 from the image, then doubling copies: log2(slots) calls for the whole bank.

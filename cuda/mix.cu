@@ -1,6 +1,7 @@
 // Latent and candidate mixing kernels of mix.cuh.
 #include "detail/candidates.cuh"
 #include "detail/common.cuh"
+#include "esamp/config.hpp"
 #include "mix.cuh"
 
 namespace esamp::cuda {
@@ -30,6 +31,38 @@ __device__ bool row_is_mixed(const MixInputs& in, int row, int hidden_size,
   return __syncthreads_and(finite) != 0;
 }
 
+// h̃ = keep·h − push·ŷ for every LatentMix (cpu::mix_latent_row is the twin): full keeps the
+// defaults; the others need h·h, h·ŷ, ŷ·ŷ over the row (in double, as on the CPU). False: the row
+// is left as it is (h = 0, or a zero mix to rescale), decided by the whole block alike.
+template <class T>
+__device__ bool latent_coefficients(const T* h, const float* y_hat, int hidden_size, float beta,
+                                    std::int32_t mode, float* keep, float* push) {
+  if (mode == static_cast<std::int32_t>(LatentMix::full)) return true;
+  __shared__ double scratch[kMixThreads / detail::kWarp];
+  double hh = 0.0, hy = 0.0, yy = 0.0;
+  for (int j = static_cast<int>(threadIdx.x); j < hidden_size; j += kMixThreads) {
+    const double hj = detail::to_float(h[j]), yj = y_hat[j];
+    hh += hj * hj;
+    hy += hj * yj;
+    yy += yj * yj;
+  }
+  hh = detail::block_sum<kMixThreads>(hh, scratch);
+  hy = detail::block_sum<kMixThreads>(hy, scratch);
+  yy = detail::block_sum<kMixThreads>(yy, scratch);
+  if (hh == 0.0) return false;
+  const double b = beta;
+  if (mode == static_cast<std::int32_t>(LatentMix::orthogonal)) {
+    *keep = static_cast<float>(1.0 + b * hy / hh);
+    return true;
+  }
+  const double mm = (1.0 + b) * (1.0 + b) * hh - 2.0 * (1.0 + b) * b * hy + b * b * yy;
+  if (!(mm > 0.0)) return false;
+  const auto scale = static_cast<float>(sqrt(hh / mm));
+  *keep = mul_rn(scale, 1.0f + beta);
+  *push = mul_rn(scale, beta);
+  return true;
+}
+
 template <class T, int kPack>
 __global__ void __launch_bounds__(kMixThreads)
     mix_hidden_kernel(T* __restrict__ hidden, std::int64_t stride, int hidden_size,
@@ -39,15 +72,17 @@ __global__ void __launch_bounds__(kMixThreads)
   const float* y_hat = nullptr;
   if (!row_is_mixed<kMixThreads>(in, row, hidden_size, &y_hat)) return;
   const float beta = in.plan.row_beta(row);
-  const float keep = 1.0f + beta;
   T* h = hidden + row * stride;
+  float keep = 1.0f + beta, push = beta;
+  if (!latent_coefficients(h, y_hat, hidden_size, beta, in.settings->latent_mix, &keep, &push))
+    return;
   using Pack = detail::Pack<T, kPack>;
   for (int j = static_cast<int>(threadIdx.x) * kPack; j < hidden_size; j += kMixThreads * kPack) {
     Pack pack = *reinterpret_cast<const Pack*>(h + j);
 #pragma unroll
     for (int e = 0; e < kPack; ++e) {
       const float mixed =
-          sub_rn(mul_rn(keep, detail::to_float(pack.value[e])), mul_rn(beta, y_hat[j + e]));
+          sub_rn(mul_rn(keep, detail::to_float(pack.value[e])), mul_rn(push, y_hat[j + e]));
       pack.value[e] = detail::from_float<T>(mixed);
     }
     *reinterpret_cast<Pack*>(h + j) = pack;

@@ -25,11 +25,11 @@ struct MixInputs {
   unsigned long long* rows_mixed = nullptr;     // device counter, += rows mixed
 };
 
-// h = (1 + beta) h - beta y_hat in place on input row i < plan.rows() of `hidden` ([*, H], any
-// dtype, row stride in elements; rounded to nearest even on store; beta = plan.row_beta(i)),
-// unless beta = 0, the row's slot
-// has fewer than warmup_updates updates, or its source or prediction is not finite: such rows are
-// not touched (beta = 0 is a bit-exact no-op).
+// h = (1 + beta) h - beta y_hat (or its settings->latent_mix variant, cpu::mix_latent_row) in
+// place on input row i < plan.rows() of `hidden` ([*, H], any dtype, row stride in elements;
+// rounded to nearest even on store; beta = plan.row_beta(i)), unless beta = 0, the row's slot has
+// fewer than warmup_updates updates, or its source or prediction is not finite: such rows are not
+// touched (beta = 0 is a bit-exact no-op).
 cudaError_t MixHidden(void* hidden, DType dtype, std::int64_t stride, int hidden_size,
                       const MixInputs& inputs, cudaStream_t stream = nullptr);
 

@@ -147,6 +147,7 @@ struct WorkspaceLayout {
 // step plan).
 struct MixSettings {
   std::int32_t warmup_updates = 1;
+  std::int32_t latent_mix = 0;  // a LatentMix
 };
 
 enum class UpdateRule : int {

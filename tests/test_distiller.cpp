@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "esamp/distiller.hpp"
 #include "test_util.hpp"
@@ -423,6 +425,28 @@ TEST_CASE("a damaged bank file is a clear error and leaves the bank unchanged",
   SECTION("another optimizer") {
     LatentDistiller(small_config(2, Optimizer::sgd)).save(bad);
     REQUIRE_THROWS_WITH(target.load(bad), Contains("optimizer = 1, this bank has 0"));
+  }
+  // Found by the bank fuzzer (checksum repaired): values that pass the checksum but that no run
+  // writes. A count at the int64 limit overflowed at the next update (UBSan), a negative one broke
+  // AdamW's bias correction, a negative second moment made the update NaN.
+  const auto resealed = [](std::vector<char> bytes, std::size_t at, const auto& value) {
+    std::memcpy(bytes.data() + at, &value, sizeof value);
+    const std::uint64_t sum =
+        detail::fnv1a64({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size() - 8});
+    std::memcpy(bytes.data() + bytes.size() - 8, &sum, sizeof sum);
+    return bytes;
+  };
+  SECTION("an update count no run reaches, behind a valid checksum") {
+    constexpr std::size_t kSteps = 32;  // after the magic, the version and the five shape fields
+    check_rejected(resealed(good, kSteps, std::numeric_limits<std::int64_t>::max()),
+                   "slot 0 has 9223372036854775807 updates, expected 0 to 2^53");
+    check_rejected(resealed(good, kSteps + 8, std::int64_t{-1}), "slot 1 has -1 updates");
+  }
+  SECTION("a negative AdamW second moment, behind a valid checksum") {
+    const auto P = static_cast<std::size_t>(target.layout().size());
+    const std::size_t v = 32 + 2 * 8 + 2 * 2 * P * sizeof(float);  // steps, params, first moment
+    check_rejected(resealed(good, v + 4 * sizeof(float), -1.0f),
+                   "AdamW second moment 4 is -1, expected >= 0");
   }
   SECTION("a missing file") {
     REQUIRE_THROWS_WITH(target.load(temp_path("missing.bank")),

@@ -133,6 +133,52 @@ TEST_CASE("mix_hidden equals (1+β)h − βŷ with ŷ from the parameters after 
   REQUIRE(s.stats().rows_mixed == 5 * 5);
 }
 
+TEST_CASE("the LatentMix variants move h as documented, with ŷ of the previous step's parameters",
+          "[sampler][latent_mix]") {
+  const LatentMix mode = GENERATE(LatentMix::orthogonal, LatentMix::norm_kept);
+  const float beta = 0.8f;
+  ExplorationConfig e = exploration_config(beta);
+  e.latent_mix = mode;
+  ExploratorySampler s(kLayers, distiller_config(), e);
+  const GroupId g = s.open_group();
+  const std::vector<GroupId> groups(4, g);
+  run_step(s, groups, random_step(4, 7));  // step 0 only trains (warm-up)
+  for (std::uint32_t t = 1; t < 4; ++t) {
+    const StepInputs in = random_step(4, 50 + 3 * t);
+    const Mat y_hat = reference_prediction(s, s.slot_of(g), in.source);
+    const Mat mixed = run_step(s, groups, in);
+    for (Eigen::Index i = 0; i < 4; ++i) {
+      const Eigen::VectorXd h = in.final_hidden.row(i).transpose().cast<double>();
+      const Eigen::VectorXd y = y_hat.row(i).transpose().cast<double>();
+      const Eigen::VectorXd got = mixed.row(i).transpose().cast<double>();
+      // Independent of the implementation: the projection, the rescaling, written out.
+      const Eigen::VectorXd full = (1.0 + beta) * h - beta * y;
+      const Eigen::VectorXd want = mode == LatentMix::orthogonal
+                                       ? (h - beta * (y - (y.dot(h) / h.dot(h)) * h)).eval()
+                                       : (full * (h.norm() / full.norm())).eval();
+      INFO("mode " << name(mode) << " step " << t << " row " << i);
+      REQUIRE((got - want).lpNorm<Eigen::Infinity>() < 1e-5 * (1.0 + want.norm()));
+      if (mode == LatentMix::orthogonal) {
+        // h's own component is kept exactly: β pushes only across h.
+        REQUIRE(std::abs(got.dot(h) / h.dot(h) - 1.0) < 1e-5);
+      } else {
+        REQUIRE(std::abs(got.norm() / h.norm() - 1.0) < 1e-5);
+        REQUIRE(got.normalized().dot(full.normalized()) > 1.0 - 1e-6);
+      }
+      // The rule differs from the full one: the test would catch a variant that fell back to it.
+      REQUIRE((got - full).norm() > 1e-3 * full.norm());
+    }
+  }
+  REQUIRE(s.stats().rows_mixed == 3 * 4);
+}
+
+TEST_CASE("a zero row of h is left as it is by the LatentMix variants", "[sampler][latent_mix]") {
+  const LatentMix mode = GENERATE(LatentMix::orthogonal, LatentMix::norm_kept);
+  std::vector<float> h(kHidden, 0.0f), y(kHidden, 0.5f);
+  cpu::mix_latent_row(h.data(), y.data(), kHidden, 0.5f, mode);
+  for (const float v : h) REQUIRE(v == 0.0f);
+}
+
 TEST_CASE("β = 0 leaves hidden states and candidate logits bit for bit as they were",
           "[sampler][noop]") {
   SECTION("latent") {

@@ -1,7 +1,7 @@
 # Diversity against perplexity, one curve per method, from esamp-eval's CSV (bench/results/quality.md).
 # Usage: gnuplot -e "csv='bench/results/quality.csv'; out='bench/results/quality.svg'" bench/quality/plot.gnuplot
-# Left: Vendi score with the word n-gram kernel; right: with the hidden-state kernel. Error bars are
-# the 95% intervals over prompts of both coordinates.
+# Left: Vendi score of the samples' meaning (MiniLM embeddings, the headline); right: with the word
+# n-gram kernel. Error bars are the 95% intervals over prompts of both coordinates.
 if (!exists("csv")) csv = "bench/results/quality.csv"
 if (!exists("out")) out = "bench/results/quality.svg"
 
@@ -30,19 +30,18 @@ set offsets graph 0.03, graph 0.03, 0, 0
 set xlabel "perplexity under the base model (lower = more coherent)"
 set multiplot layout 1,2 title "Diversity vs coherence (mean over prompts, 95% intervals)"
 
+set ylabel "Vendi score, semantic (all-MiniLM-L6-v2)"
+plot for [i=1:n] csv using (on_curve(i) * column("perplexity_mean")):"semantic_vendi_mean": \
+       "perplexity_lo":"perplexity_hi":"semantic_vendi_lo":"semantic_vendi_hi" \
+       with xyerrorbars lt i pt 7 ps 0.5 notitle, \
+     for [i=1:n] csv using (on_curve(i) * column("perplexity_mean")):"semantic_vendi_mean" \
+       with linespoints lt i pt 7 lw 2 title word(curves, i)
+
 set ylabel "Vendi score, word n-gram kernel"
 plot for [i=1:n] csv using (on_curve(i) * column("perplexity_mean")):"ngram_vendi_mean": \
        "perplexity_lo":"perplexity_hi":"ngram_vendi_lo":"ngram_vendi_hi" \
        with xyerrorbars lt i pt 7 ps 0.5 notitle, \
      for [i=1:n] csv using (on_curve(i) * column("perplexity_mean")):"ngram_vendi_mean" \
-       with linespoints lt i pt 7 lw 2 title word(curves, i)
-
-set ylabel "Vendi score, hidden-state kernel"
-set key top right
-plot for [i=1:n] csv using (on_curve(i) * column("perplexity_mean")):"hidden_vendi_mean": \
-       "perplexity_lo":"perplexity_hi":"hidden_vendi_lo":"hidden_vendi_hi" \
-       with xyerrorbars lt i pt 7 ps 0.5 notitle, \
-     for [i=1:n] csv using (on_curve(i) * column("perplexity_mean")):"hidden_vendi_mean" \
        with linespoints lt i pt 7 lw 2 title word(curves, i)
 
 unset multiplot

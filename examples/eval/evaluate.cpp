@@ -3,6 +3,7 @@
 #include "evaluate.hpp"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "esamp/cpu/backend.hpp"
+#include "esamp/distiller.hpp"
 #include "esamp/sampler.hpp"
 
 namespace esamp::eval {
@@ -45,16 +47,29 @@ class DiagnosticBackend final : public SamplerBackend {
  public:
   DiagnosticBackend(const DistillerConfig& bank, const ExplorationConfig& exploration)
       : inner_(bank, exploration),
+        mix_(exploration.mix),
         target_sum_(Eigen::VectorXd::Zero(bank.hidden_size)),
         target_squares_(Eigen::VectorXd::Zero(bank.hidden_size)) {}
 
   Device device() const override { return inner_.device(); }
   void reset_slot(int slot) override { inner_.reset_slot(slot); }
   void begin_step(Span<const int> row_slots, Span<const float> row_beta) override {
+    row_slots_.assign(row_slots.begin(), row_slots.end());
     row_beta_.assign(row_beta.begin(), row_beta.end());
     inner_.begin_step(row_slots, row_beta);
   }
-  void on_source(const ConstMatrixView& source) override { inner_.on_source(source); }
+  void on_source(const ConstMatrixView& source) override {
+    inner_.on_source(source);
+    // ŷ as the bank predicts it now, before this step's update: what mix_hidden mixes in.
+    if (mix_ != MixMode::latent ||
+        std::all_of(row_beta_.begin(), row_beta_.end(), [](float b) { return b == 0.0f; }))
+      return;
+    y_hat_.resize(source.rows, source.cols);
+    LatentDistiller(inner_.bank())
+        .predict(
+            row_slots_, source,
+            MatrixView(y_hat_.data(), y_hat_.rows(), y_hat_.cols(), y_hat_.cols(), DType::f32));
+  }
   void on_target(const ConstMatrixView& target) override {
     observe_target(target);
     target_.resize(target.rows, target.cols);
@@ -72,17 +87,11 @@ class DiagnosticBackend final : public SamplerBackend {
       target_vs_h_.add(target_.row(r).cast<double>(), before_.row(r).cast<double>());
     inner_.mix_hidden(final_hidden);
     for (std::int64_t r = 0; r < final_hidden.rows; ++r) {
-      const double beta = row_beta_[static_cast<std::size_t>(r)];
-      if (beta == 0.0) continue;
-      Eigen::VectorXd y_hat(final_hidden.cols);
+      if (row_beta_[static_cast<std::size_t>(r)] == 0.0f) continue;
       bool mixed = false;
-      for (std::int64_t c = 0; c < final_hidden.cols; ++c) {
-        const double before = before_(r, c), after = final_hidden.at(r, c);
-        mixed = mixed || after != before;
-        // h̃ = (1+β)·h − β·ŷ, so ŷ = ((1+β)·h − h̃) / β.
-        y_hat[c] = ((1.0 + beta) * before - after) / beta;
-      }
-      if (mixed) prediction_vs_h_.add(y_hat, before_.row(r).transpose().cast<double>());
+      for (std::int64_t c = 0; c < final_hidden.cols; ++c)
+        mixed = mixed || final_hidden.at(r, c) != before_(r, c);
+      if (mixed) prediction_vs_h_.add(y_hat_.row(r).cast<double>(), before_.row(r).cast<double>());
     }
   }
 
@@ -122,34 +131,38 @@ class DiagnosticBackend final : public SamplerBackend {
   }
 
   cpu::Backend inner_;
+  MixMode mix_;
+  std::vector<int> row_slots_;      // [rows] this step's slots
   std::vector<float> row_beta_;     // [rows] β of each row, this step
   llama::RowMatrix before_;         // [rows, hidden] h before mixing, this step
   Eigen::VectorXd target_sum_;      // [hidden]
   Eigen::VectorXd target_squares_;  // [hidden]
   std::int64_t target_rows_ = 0;
   llama::RowMatrix target_;  // [rows, hidden] the target tap, this step
+  llama::RowMatrix y_hat_;   // [rows, hidden] this step's prediction (latent mode)
   VersusH prediction_vs_h_, target_vs_h_;
 };
 
 }  // namespace
 
-MetricValues prompt_metrics(const GenerationResult& result) {
-  const QualitySummary s = generation::summarize({result});
-  return {s.mean_perplexity,   s.distinct_words[0], s.distinct_words[1],
-          s.distinct_words[2], s.distinct_words[3], s.ngram_cosine,
-          s.hidden_cosine,     s.ngram_vendi,       s.hidden_vendi};
+MetricValues prompt_metrics(const GenerationResult& result, const embed::SentenceEncoder* encoder) {
+  const QualitySummary s = generation::summarize({result}, encoder);
+  return {s.mean_perplexity,   s.distinct_words[0], s.distinct_words[1], s.distinct_words[2],
+          s.distinct_words[3], s.ngram_cosine,      s.hidden_cosine,     s.ngram_vendi,
+          s.hidden_vendi,      s.semantic_cosine,   s.semantic_vendi};
 }
 
 ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokenizer,
                       const std::vector<std::string>& prompts, const EvalSettings& settings,
-                      const EvalConfig& config, const std::function<void(int)>& on_tokens,
-                      const ResultCallback& on_result) {
+                      const EvalConfig& config, const embed::SentenceEncoder* encoder,
+                      const std::function<void(int)>& on_tokens, const ResultCallback& on_result) {
   ConfigResult out;
   out.config = config;
   generation::GenerationSettings generation_settings;
   generation_settings.samples = settings.samples;
   generation_settings.max_new_tokens = settings.max_new_tokens;
   generation_settings.filter = config.filter;
+  generation_settings.group_per_sample = config.group_per_sample;
   generation_settings.on_tokens = on_tokens;
   Diagnostics total;
   double variance_sum = 0.0, residual_sum = 0.0, cosine_sum = 0.0, target_residual_sum = 0.0,
@@ -166,6 +179,7 @@ ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokeniz
       distiller.rank = config.rank > 0 ? config.rank : generation::default_rank(model.hparams);
       distiller.lr = config.lr;
       distiller.seed = seed;
+      if (config.group_per_sample) distiller.slots = settings.samples;
       ExplorationConfig exploration = config.exploration;
       exploration.max_rows = settings.samples;
       const BackendFactory observed =
@@ -184,7 +198,11 @@ ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokeniz
       const GenerationResult result =
           generation::generate(engine, tokenizer, sampler.get(), prompts[p], generation_settings);
       out.sampled_tokens += result.sampled_tokens;
-      out.units.push_back(prompt_metrics(result));
+      const auto metrics_start = std::chrono::steady_clock::now();
+      out.units.push_back(prompt_metrics(result, encoder));
+      out.metric_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - metrics_start).count();
+      out.samples += static_cast<std::int64_t>(result.samples.size());
       if (on_result) on_result(seed, p, result);
     }
     if (diagnostic != nullptr) {

@@ -22,7 +22,7 @@ struct MetricInfo {
   std::string_view key;    // CSV / JSON column stem
   std::string_view title;  // Markdown heading
 };
-inline constexpr std::size_t kMetricCount = 9;
+inline constexpr std::size_t kMetricCount = 11;
 inline constexpr std::array<MetricInfo, kMetricCount> kMetrics = {{
     {"perplexity", "perplexity"},
     {"distinct_1", "distinct-1"},
@@ -33,6 +33,8 @@ inline constexpr std::array<MetricInfo, kMetricCount> kMetrics = {{
     {"hidden_cosine", "cosine (hidden)"},
     {"ngram_vendi", "Vendi (n-gram)"},
     {"hidden_vendi", "Vendi (hidden)"},
+    {"semantic_cosine", "cosine (semantic)"},
+    {"semantic_vendi", "Vendi (semantic)"},
 }};
 // The index of a metric in kMetrics by key (compile-time: a wrong key does not build).
 constexpr std::size_t metric_index(std::string_view key) {
@@ -42,8 +44,10 @@ constexpr std::size_t metric_index(std::string_view key) {
 }
 using MetricValues = std::array<double, kMetricCount>;
 
-// One prompt's metrics (a GenerationResult scored with the base model).
-MetricValues prompt_metrics(const generation::GenerationResult& result);
+// One prompt's metrics (a GenerationResult scored with the base model); the semantic ones are NaN
+// without an encoder.
+MetricValues prompt_metrics(const generation::GenerationResult& result,
+                            const embed::SentenceEncoder* encoder);
 
 // What the distiller did over a whole configuration (esamp only).
 struct Diagnostics {
@@ -72,7 +76,10 @@ struct ConfigResult {
   std::vector<MetricValues> units;  // [seeds x prompts], seed-major: the interval's samples
   std::array<Interval, kMetricCount> metrics{};
   std::int64_t sampled_tokens = 0;
-  double seconds = 0.0;  // wall time of generation and scoring
+  double seconds = 0.0;  // wall time of generation, scoring and metrics
+  // Of `seconds`, the per-prompt metrics: nearly all of it the sentence encoder (0 without one).
+  double metric_seconds = 0.0;
+  std::int64_t samples = 0;  // samples generated (prompts x seeds x samples per prompt)
   std::optional<Diagnostics> diagnostics;
 };
 
@@ -83,9 +90,11 @@ using ResultCallback = std::function<void(std::uint64_t seed, std::size_t prompt
 // Evaluates `config` on every prompt for every seed. Seed s draws with SampleKey.seed = s, its
 // distiller is initialised from s, and prompt p's samples are sequences p*samples ...; so a
 // configuration's numbers depend only on the seeds, never on the rest of the grid.
+// `encoder` (may be null) embeds each prompt's samples for the semantic metrics.
 ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokenizer,
                       const std::vector<std::string>& prompts, const EvalSettings& settings,
-                      const EvalConfig& config, const std::function<void(int)>& on_tokens = {},
+                      const EvalConfig& config, const embed::SentenceEncoder* encoder,
+                      const std::function<void(int)>& on_tokens = {},
                       const ResultCallback& on_result = {});
 
 }  // namespace esamp::eval

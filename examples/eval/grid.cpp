@@ -60,6 +60,10 @@ const std::vector<KeySpec>& key_table() {
        }},
       {"min_p", false,
        [](EvalConfig& c, auto option, auto v) { c.filter.min_p = parse_float(option, v, 0, 1); }},
+      {"top_p", false,
+       [](EvalConfig& c, auto option, auto v) {
+         c.filter.top_p = parse_float(option, v, 0.0f, 1.0f, /*min_exclusive=*/true);
+       }},
       {"beta", true,
        [](EvalConfig& c, auto option, auto v) {
          c.exploration.beta = parse_float(option, v, 0.0f, 1e6f);
@@ -69,10 +73,21 @@ const std::vector<KeySpec>& key_table() {
          c.exploration.mix = parse_choice<MixMode>(
              option, v, {{"latent", MixMode::latent}, {"candidates", MixMode::candidates}});
        }},
+      {"latent_mix", true,
+       [](EvalConfig& c, auto option, auto v) {
+         c.exploration.latent_mix = parse_choice<LatentMix>(option, v,
+                                                            {{"full", LatentMix::full},
+                                                             {"orthogonal", LatentMix::orthogonal},
+                                                             {"norm_kept", LatentMix::norm_kept}});
+       }},
       {"sharing", true,
        [](EvalConfig& c, auto option, auto v) {
-         c.exploration.sharing = parse_choice<Sharing>(
-             option, v, {{"group", Sharing::per_group}, {"global", Sharing::global}});
+         // sample: per-group slots, each sample its own group.
+         c.exploration.sharing = parse_choice<Sharing>(option, v,
+                                                       {{"group", Sharing::per_group},
+                                                        {"global", Sharing::global},
+                                                        {"sample", Sharing::per_group}});
+         c.group_per_sample = v == "sample";
        }},
       {"rank", true,
        [](EvalConfig& c, auto option, auto v) { c.rank = parse_int(option, v, 1, 1 << 20); }},
@@ -112,11 +127,14 @@ std::string EvalConfig::method() const {
 
 std::string EvalConfig::label() const {
   std::string text = fmt::format("T={}", filter.temperature);
+  if (filter.top_p < 1.0f) text += fmt::format(" top_p={}", filter.top_p);
   if (filter.min_p > 0.0f) text += fmt::format(" min_p={}", filter.min_p);
   if (!esamp) return text;
   const ExplorationConfig defaults;
   text += fmt::format(" beta={} {} {}", exploration.beta, name(exploration.mix),
-                      name(exploration.sharing));
+                      group_per_sample ? "sample" : name(exploration.sharing));
+  if (exploration.latent_mix != defaults.latent_mix)
+    text += fmt::format(" latent_mix={}", name(exploration.latent_mix));
   if (rank != 0) text += fmt::format(" rank={}", rank);
   if (lr != DistillerConfig{}.lr) text += fmt::format(" lr={}", lr);
   if (exploration.warmup_updates != defaults.warmup_updates)
@@ -151,8 +169,9 @@ std::vector<EvalConfig> parse_curve(std::string_view spec) {
         std::find_if(keys.begin(), keys.end(), [key](const KeySpec& k) { return k.key == key; });
     if (equals == std::string_view::npos || found == keys.end())
       usage_error(
-          "--curve {}: '{}': expected key=value with a key among T, min_p, beta, mix, sharing, "
-          "rank, lr, warmup, source, target",
+          "--curve {}: '{}': expected key=value with a key among T, top_p, min_p, beta, mix, "
+          "latent_mix, "
+          "sharing, rank, lr, warmup, source, target",
           curve, item);
     const auto index = static_cast<std::size_t>(found - keys.begin());
     if (std::any_of(axes.begin(), axes.end(), [index](const auto& a) { return a.first == index; }))
@@ -197,14 +216,18 @@ std::vector<EvalConfig> parse_grid(const std::vector<std::string>& specs) {
 
 const std::vector<std::string>& default_curves() {
   static const std::vector<std::string> curves = {
-      "temperature: T=0.6,0.7,0.8,0.9,1,1.1,1.2,1.35,1.5",
-      "min-p: T=1.5; min_p=0.02,0.05,0.1,0.2,0.3",
-      "esamp-latent: beta=0.1,0.25,0.5,1,2",
-      "esamp-candidates: T=1.5; min_p=0.05; mix=candidates; beta=0.25,0.5,1,2",
-      "esamp-latent-global: sharing=global; beta=0.25,0.5,1",
-      // The investigation's best (bench/results/quality.md): a distiller that learns within a
-      // group (lr 1e-2) and predicts the state that mixing moves (target=final).
-      "esamp-final-lr1e-2: T=1.25; target=final; lr=0.01; beta=0.25,0.5,1,2",
+      // T = 0.5 and min-p 0.4 reach down to the perplexity of candidates mode's reference settings.
+      "temperature: T=0.5,0.6,0.7,0.8,0.9,1,1.1,1.25",
+      "min-p: T=1.5; min_p=0.05,0.1,0.2,0.3,0.4",
+      "esamp-default: beta=0.5",
+      // The best measured (bench/results/quality.md): a distiller that learns within a group
+      // (lr 1e-2) and predicts the state that mixing moves (target=final).
+      "esamp-tuned: T=1.25; target=final; lr=0.01; beta=0.25,0.5,1",
+      // Collaborative exploration, ablated: one distiller per sample, one for every prompt.
+      "ablation-per-sample: T=1.25; target=final; lr=0.01; sharing=sample; beta=0.5",
+      "ablation-global: T=1.25; target=final; lr=0.01; sharing=global; beta=0.5",
+      // The reference implementation's starter settings (candidates after the filters).
+      "candidates-ref: T=0.8; top_p=0.95; min_p=0.1; mix=candidates; beta=0.1,0.8",
   };
   return curves;
 }

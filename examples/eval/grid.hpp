@@ -17,7 +17,8 @@ struct EvalConfig {
   Filter filter;       // temperature and min-p of the draw (candidates mode: also picks C)
   bool esamp = false;  // false: plain sampling, no sampler at all
   ExplorationConfig exploration;
-  int rank = 0;  // 0: DESIGN.md's 128 capped at the model's hidden size
+  bool group_per_sample = false;  // sharing=sample: one distiller per sample (GenerationSettings)
+  int rank = 0;                   // 0: DESIGN.md's 128 capped at the model's hidden size
   float lr = DistillerConfig{}.lr;
 
   // What sets the configuration apart, e.g. "T=1 beta=0.5 latent group".
@@ -27,7 +28,8 @@ struct EvalConfig {
 };
 
 // Parses one curve spec; throws generation::UsageError naming the spec, key and value.
-// Keys: T, min_p (plain and esamp); beta, mix (latent|candidates), sharing (group|global), rank,
+// Keys: T, top_p, min_p (plain and esamp); beta, mix (latent|candidates), latent_mix
+// (full|orthogonal|norm_kept), sharing (group|global|sample), rank,
 // lr, warmup, source (LAYER[@SITE]), target (LAYER[@SITE] or final) make the curve esamp.
 std::vector<EvalConfig> parse_curve(std::string_view spec);
 

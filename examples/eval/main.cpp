@@ -7,6 +7,7 @@
 #include <exception>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -76,7 +77,8 @@ std::string cost_class(const EvalConfig& config) {
 // times the grid's budget. Printed before the run.
 double estimate_seconds(const llama::Model& model, const llama::Tokenizer& tokenizer,
                         const std::vector<std::string>& prompts, const EvalSettings& settings,
-                        const std::vector<EvalConfig>& grid) {
+                        const std::vector<EvalConfig>& grid,
+                        const embed::SentenceEncoder* encoder) {
   const std::vector<std::string> calibration_prompts(
       prompts.begin(), prompts.begin() + std::min(prompts.size(), kCalibrationPrompts));
   EvalSettings calibration = settings;
@@ -88,8 +90,9 @@ double estimate_seconds(const llama::Model& model, const llama::Tokenizer& token
   for (const EvalConfig& config : grid) {
     auto [it, fresh] = seconds_per_token.try_emplace(cost_class(config), 0.0);
     if (fresh)
-      it->second = evaluate(model, tokenizer, calibration_prompts, calibration, config).seconds /
-                   calibration_budget;
+      it->second =
+          evaluate(model, tokenizer, calibration_prompts, calibration, config, encoder).seconds /
+          calibration_budget;
     total += it->second * static_cast<double>(token_budget(settings, prompts.size()));
   }
   std::string rates;
@@ -104,7 +107,8 @@ double estimate_seconds(const llama::Model& model, const llama::Tokenizer& token
   return total;
 }
 
-// One JSON line per sample: which configuration, seed, prompt and sample, its perplexity, its text.
+// One JSON line per sample: which configuration, seed, prompt and sample, its perplexity, its text
+// (prompt + continuation) and the continuation alone.
 void write_texts(std::ofstream& out, const EvalConfig& config, std::uint64_t seed,
                  std::size_t prompt, const generation::GenerationResult& result) {
   for (std::size_t s = 0; s < result.samples.size(); ++s) {
@@ -116,7 +120,8 @@ void write_texts(std::ofstream& out, const EvalConfig& config, std::uint64_t see
     json.key("sample").value(static_cast<std::int64_t>(s));
     json.key("perplexity")
         .value(sample.base_logprobs.empty() ? std::nan("") : perplexity(sample.base_logprobs));
-    json.key("text").value(result.prompt_text + sample.text).end_object();
+    json.key("text").value(result.prompt_text + sample.text);
+    json.key("continuation").value(sample.text).end_object();
     out << json.text() << '\n';
   }
 }
@@ -150,9 +155,12 @@ int run_program(int argc, const char* const* argv) {
   const llama::Model model = generation::load_model(info.model, options.tokenizer_path);
   const llama::Tokenizer tokenizer(model.vocabulary);
   check_against_model(options, grid, prompts, model, tokenizer);
+  const std::unique_ptr<embed::SentenceEncoder> encoder =
+      generation::load_encoder_if_present("esamp-eval", options.quiet);
+  if (encoder) info.embedder = *embed::find_embedder_dir();
 
   if (options.dry_run || !options.quiet)
-    estimate_seconds(model, tokenizer, prompts, info.settings, grid);
+    estimate_seconds(model, tokenizer, prompts, info.settings, grid, encoder.get());
   if (options.dry_run) {
     for (const EvalConfig& config : grid) fmt::print("{}: {}\n", config.curve, config.label());
     return 0;
@@ -169,7 +177,7 @@ int run_program(int argc, const char* const* argv) {
         write_texts(texts, config, seed, p, r);
       };
     results.push_back(evaluate(
-        model, tokenizer, prompts, info.settings, config,
+        model, tokenizer, prompts, info.settings, config, encoder.get(),
         [&progress](int tokens) { progress.advance(tokens); }, on_result));
     info.seconds += results.back().seconds;
     if (!options.quiet) {
@@ -177,10 +185,13 @@ int run_program(int argc, const char* const* argv) {
       progress.finish();  // the bar redraws on the next advance
       fmt::print(
           stderr,
-          "[{}/{}] {}: {}: perplexity {:.3f}, Vendi n-gram {:.3f}, hidden {:.3f} ({:.1f} s)\n",
+          "[{}/{}] {}: {}: perplexity {:.3f}, Vendi semantic {:.3f}, n-gram {:.3f}, hidden {:.3f} "
+          "({:.1f} s)\n",
           results.size(), grid.size(), config.curve, config.label(),
-          r.metrics[metric_index("perplexity")].mean, r.metrics[metric_index("ngram_vendi")].mean,
-          r.metrics[metric_index("hidden_vendi")].mean, r.seconds);
+          r.metrics[metric_index("perplexity")].mean,
+          r.metrics[metric_index("semantic_vendi")].mean,
+          r.metrics[metric_index("ngram_vendi")].mean, r.metrics[metric_index("hidden_vendi")].mean,
+          r.seconds);
     }
   }
   progress.finish();

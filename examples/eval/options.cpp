@@ -101,8 +101,12 @@ std::string usage(const char* program) {
       program, options_help(option_table()));
   text +=
       "\nA curve: 'NAME: key=v1,v2; key=v', one configuration per combination of the values.\n"
-      "  T, min_p                 temperature [1] and min-p [0] of the draw\n"
-      "  beta, mix, sharing       esamp: strength [0.5], latent|candidates [latent], group|global\n"
+      "  T, top_p, min_p          temperature [1], top-p [1] and min-p [0] of the draw\n"
+      "  beta, mix, sharing       esamp: strength [0.5], latent|candidates [latent],\n"
+      "                           group|global|sample (a distiller per sample) [group]\n"
+      "  latent_mix               full|orthogonal|norm_kept: what latent mixing does with ŷ's "
+      "part\n"
+      "                           along h [full]\n"
       "  rank, lr, warmup         distiller rank [128 capped at the hidden size], lr [0.001],\n"
       "                           updates before mixing [1]\n"
       "  source, target           taps LAYER@SITE (SITE: layer_input, layer_input_normed "

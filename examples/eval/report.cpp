@@ -32,6 +32,20 @@ std::string bracketed(const Interval& interval, int digits) {
 
 double unexplained(const Diagnostics& d) { return d.stats.mean_loss / d.target_variance; }
 
+// ", of which the metrics (the sentence encoder) X s, Y ms per sample", or nothing when they were
+// not timed.
+std::string embedding_time(const std::vector<ConfigResult>& results) {
+  double seconds = 0.0;
+  std::int64_t samples = 0;
+  for (const ConfigResult& r : results) {
+    seconds += r.metric_seconds;
+    samples += r.samples;
+  }
+  if (samples == 0 || seconds == 0.0) return {};
+  return fmt::format(", of which the metrics (the sentence encoder) {:.0f} s, {:.1f} ms per sample",
+                     seconds, 1e3 * seconds / static_cast<double>(samples));
+}
+
 constexpr std::size_t kPerplexity = metric_index("perplexity");
 
 }  // namespace
@@ -78,8 +92,10 @@ std::vector<FrontierGap> frontier_gaps(const std::vector<ConfigResult>& results)
 
 std::string csv_text(const std::vector<ConfigResult>& results) {
   std::string text =
-      "curve,method,label,temperature,min_p,beta,mix,sharing,rank,lr,warmup,source,target,units,"
-      "sampled_tokens,seconds,distiller_loss,target_variance,unexplained_fraction,"
+      "curve,method,label,temperature,min_p,beta,mix,latent_mix,sharing,rank,lr,warmup,source,"
+      "target,"
+      "units,"
+      "sampled_tokens,seconds,metric_seconds,distiller_loss,target_variance,unexplained_fraction,"
       "prediction_residual,prediction_cosine,target_residual,target_cosine";
   for (const MetricInfo& metric : kMetrics)
     text += fmt::format(",{0}_mean,{0}_lo,{0}_hi", metric.key);
@@ -90,14 +106,16 @@ std::string csv_text(const std::vector<ConfigResult>& results) {
     text += fmt::format("{},{},{},{},{}", c.curve, c.method(), c.label(),
                         number(c.filter.temperature), number(c.filter.min_p));
     if (c.esamp) {
-      text += fmt::format(",{},{},{},{},{},{},{},{}", number(c.exploration.beta),
-                          name(c.exploration.mix), name(c.exploration.sharing), c.rank,
+      text += fmt::format(",{},{},{},{},{},{},{},{},{}", number(c.exploration.beta),
+                          name(c.exploration.mix), name(c.exploration.latent_mix),
+                          c.group_per_sample ? "sample" : name(c.exploration.sharing), c.rank,
                           number(c.lr), c.exploration.warmup_updates,
                           tap_text(c.exploration.source), tap_text(c.exploration.target));
     } else {
-      text += ",,,,,,,,";
+      text += ",,,,,,,,,";
     }
-    text += fmt::format(",{},{},{}", r.units.size(), r.sampled_tokens, number(r.seconds));
+    text += fmt::format(",{},{},{},{}", r.units.size(), r.sampled_tokens, number(r.seconds),
+                        number(r.metric_seconds));
     if (r.diagnostics) {
       const Diagnostics& d = *r.diagnostics;
       text += fmt::format(",{},{},{},{},{},{},{}", number(d.stats.mean_loss),
@@ -122,10 +140,14 @@ std::string markdown_text(const RunInfo& info, const std::vector<ConfigResult>& 
   std::string text = fmt::format(
       "# esamp-eval\n\n"
       "- model: {}\n- prompts: {} from {}; {} samples per prompt, at most {} new tokens; seeds {}\n"
-      "- {} configurations in {:.0f} s\n"
+      "- {} configurations in {:.0f} s{}\n"
+      "- semantic diversity: {}\n"
       "- every cell: mean over prompts x seeds ± the half-width of its 95% t-interval\n\n",
       info.model, info.prompts, info.prompts_file, info.settings.samples,
-      info.settings.max_new_tokens, seeds, results.size(), info.seconds);
+      info.settings.max_new_tokens, seeds, results.size(), info.seconds, embedding_time(results),
+      info.embedder.empty()
+          ? "not measured (no sentence encoder)"
+          : "all-MiniLM-L6-v2 embeddings of the samples without the prompt, from " + info.embedder);
   text += "| curve | configuration |";
   for (const MetricInfo& metric : kMetrics) text += fmt::format(" {} |", metric.title);
   text += " loss / target var |\n|---|---|";
@@ -174,6 +196,7 @@ std::string json_text(const RunInfo& info, const std::vector<ConfigResult>& resu
   json.key("seeds").begin_array();
   for (const std::uint64_t s : info.settings.seeds) json.value(fmt::format("{}", s));
   json.end_array().key("seconds").value(info.seconds);
+  json.key("embedder").value(info.embedder);
   json.key("configurations").begin_array();
   for (const ConfigResult& r : results) {
     const EvalConfig& c = r.config;
@@ -184,13 +207,15 @@ std::string json_text(const RunInfo& info, const std::vector<ConfigResult>& resu
     if (c.esamp) {
       json.key("beta").value(static_cast<double>(c.exploration.beta));
       json.key("mix").value(name(c.exploration.mix));
-      json.key("sharing").value(name(c.exploration.sharing));
+      json.key("latent_mix").value(name(c.exploration.latent_mix));
+      json.key("sharing").value(c.group_per_sample ? "sample" : name(c.exploration.sharing));
       json.key("rank").value(c.rank).key("lr").value(static_cast<double>(c.lr));
       json.key("warmup").value(c.exploration.warmup_updates);
       json.key("source").value(tap_text(c.exploration.source));
       json.key("target").value(tap_text(c.exploration.target));
     }
     json.key("sampled_tokens").value(r.sampled_tokens).key("seconds").value(r.seconds);
+    json.key("metric_seconds").value(r.metric_seconds);
     if (r.diagnostics) {
       const Diagnostics& d = *r.diagnostics;
       json.key("distiller").begin_object();

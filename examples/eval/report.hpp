@@ -11,9 +11,9 @@
 
 namespace esamp::eval {
 
-// Diversity metrics compared at matched perplexity.
-inline constexpr std::array<std::size_t, 2> kGapMetrics = {metric_index("ngram_vendi"),
-                                                           metric_index("hidden_vendi")};
+// Diversity metrics compared at matched perplexity; the first, meaning, is the headline.
+inline constexpr std::array<std::size_t, 3> kGapMetrics = {
+    metric_index("semantic_vendi"), metric_index("ngram_vendi"), metric_index("hidden_vendi")};
 
 // One esamp configuration against one baseline curve (a curve of plain configurations) at the
 // esamp configuration's mean perplexity: the baseline's diversity there is the linear
@@ -37,6 +37,7 @@ struct RunInfo {
   std::string prompts_file;
   std::size_t prompts = 0;
   EvalSettings settings;
+  std::string embedder;  // the sentence encoder's folder; empty: none, no semantic metrics
   double seconds = 0.0;  // the whole grid
 };
 

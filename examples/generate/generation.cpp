@@ -177,19 +177,25 @@ GenerationResult generate(Engine& engine, const llama::Tokenizer& tokenizer,
     if (position + 1 == prompt_length) draw(logits);
   }
 
-  const GroupId group = sampler != nullptr ? sampler->open_group() : GroupId{0};
+  std::vector<GroupId> groups(settings.group_per_sample ? samples : 1, GroupId{0});  // [groups]
+  if (sampler != nullptr)
+    for (GroupId& group : groups) group = sampler->open_group();
   std::vector<GroupId> row_groups;
   const StepHooks hooks{sampler, &settings.filter};
   while (!active.empty()) {
     rows.clear();
-    for (const std::size_t s : active) rows.push_back({sequences[s], last_token[s]});
-    row_groups.assign(rows.size(), group);
+    row_groups.clear();
+    for (const std::size_t s : active) {
+      rows.push_back({sequences[s], last_token[s]});
+      row_groups.push_back(groups[settings.group_per_sample ? s : 0]);
+    }
     if (sampler != nullptr) sampler->begin_step(row_groups);
     const RowMatrix& logits = engine.step(rows, hooks);
     if (sampler != nullptr) sampler->end_step();
     draw(logits);
   }
-  if (sampler != nullptr) sampler->close_group(group);
+  if (sampler != nullptr)
+    for (const GroupId group : groups) sampler->close_group(group);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   if (settings.score_with_base_model)

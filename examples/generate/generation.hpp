@@ -39,6 +39,9 @@ struct GenerationSettings {
   std::uint64_t first_sequence = 0;   // SampleKey.sequence of sample 0; sample i draws as i + this
   bool stop_at_end_of_text = true;    // end a sample at EOS or BOS (benchmarks want fixed lengths)
   bool score_with_base_model = true;  // fill Sample::base_logprobs and mean_final_hidden
+  // One sampler group (one distiller) per sample instead of one per prompt: the ablation of the
+  // samples' collaborative exploration. The sampler needs a slot per sample.
+  bool group_per_sample = false;
   // Called after every batch of draws with the number of tokens just sampled (progress display).
   std::function<void(int sampled_tokens)> on_tokens;
 };

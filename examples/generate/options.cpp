@@ -90,7 +90,9 @@ const std::vector<OptionSpec<Options>>& option_table() {
        [](Options& o, auto option, const std::string& v) {
          o.seed = parse_number<std::uint64_t>(option, v, "an unsigned 64-bit integer");
        }},
-      {"--compare", "", "also run plain sampling (same seed and settings) and compare",
+      {"--compare", "",
+       "also run plain sampling (same seed and filters) at the temperature that matches esamp's "
+       "perplexity within 3% (found by a few runs), and compare",
        [](Options& o, auto, auto&) { o.compare = true; }},
       {"--json", "", "machine-readable output on stdout",
        [](Options& o, auto, auto&) { o.json = true; }},

@@ -19,7 +19,7 @@ struct Options {
   int samples = 8;
   int new_tokens = 128;
   Filter filter;  // temperature 1, no truncation
-  float beta = 0.5f;
+  float beta = ExplorationConfig{}.beta;
   MixMode mix = MixMode::latent;
   int rank = 0;  // 0: DESIGN.md's 128, capped at the model's hidden size
   float lr = DistillerConfig{}.lr;

@@ -4,8 +4,10 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "embed/sentence_encoder.hpp"
 #include "generation.hpp"
 
 namespace esamp::generation {
@@ -23,10 +25,30 @@ struct QualitySummary {
   double hidden_cosine = 0.0;  // mean pairwise cosine of mean-pooled final hidden states
   double ngram_vendi = 0.0;    // Vendi score with the n-gram kernel
   double hidden_vendi = 0.0;   // Vendi score with the hidden-state kernel
+  // The same with the sentence encoder's embeddings of the samples (the prompt not included, so
+  // a shared prefix does not inflate similarity): what the samples mean. NaN without an encoder.
+  double semantic_cosine = 0.0;
+  double semantic_vendi = 0.0;
 };
 
+// Per prompt: semantic (mean pairwise cosine, Vendi) of the samples' texts, each without the
+// prompt.
+struct SemanticDiversity {
+  double cosine = 0.0;  // NaN with fewer than two samples
+  double vendi = 0.0;
+};
+SemanticDiversity semantic_diversity(const embed::SentenceEncoder& encoder,
+                                     const GenerationResult& result);
+
 // Needs results generated with score_with_base_model. Pairwise cosines need two samples per prompt
-// (NaN otherwise); perplexity needs one non-empty sample (NaN otherwise).
-QualitySummary summarize(const std::vector<GenerationResult>& results);
+// (NaN otherwise); perplexity needs one non-empty sample (NaN otherwise). Without an encoder the
+// semantic fields are NaN.
+QualitySummary summarize(const std::vector<GenerationResult>& results,
+                         const embed::SentenceEncoder* encoder = nullptr);
+
+// The sentence encoder of embed::find_embedder_dir(), loaded, or nullptr when it is not there; then
+// `program` says so once on stderr (unless `quiet`). A folder that is there but unreadable is an
+// Error.
+std::unique_ptr<embed::SentenceEncoder> load_encoder_if_present(const char* program, bool quiet);
 
 }  // namespace esamp::generation

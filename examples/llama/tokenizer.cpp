@@ -79,7 +79,11 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_bos, bool
     std::vector<TokenId> pieces;
     for (std::size_t start = 0; start < prefixed.size();) {
       std::size_t end = start + 1;
-      while (end < prefixed.size() && end - start < 4 && is_utf8_continuation(prefixed[end])) ++end;
+      // The dummy prefix is a character of its own (llama2.c adds its token before the text), even
+      // when the text starts with a stray continuation byte.
+      while (start > 0 && end < prefixed.size() && end - start < 4 &&
+             is_utf8_continuation(prefixed[end]))
+        ++end;
       const auto found = text_piece_ids_.find(prefixed.substr(start, end - start));
       if (found != text_piece_ids_.end()) {
         pieces.push_back(found->second);

@@ -160,12 +160,22 @@ class BankState {
     if (detail::fnv1a64({file.data(), file.size() - 8}) !=
         detail::load_le<std::uint64_t>(file.data() + file.size() - 8))
       fail("{}: checksum mismatch: the file is corrupt", path);
+    // The checksum cannot tell values no run produces (another writer's file): one more update
+    // would overflow a count at the int64 limit, AdamW's bias correction needs a count >= 0, and
+    // its second moment is never negative.
     std::vector<std::int64_t> updates(slots);
-    for (auto& step : updates) step = in.value<std::int64_t>();
+    for (std::size_t s = 0; s < slots; ++s) {
+      updates[s] = in.value<std::int64_t>();
+      if (updates[s] < 0 || updates[s] > kMaxUpdates)
+        fail("{}: slot {} has {} updates, expected 0 to 2^53", path, s, updates[s]);
+    }
     std::vector<float> params(n), first(moments), second(moments);
     in.floats(params);
     in.floats(first);
     in.floats(second);
+    for (std::size_t i = 0; i < second.size(); ++i)
+      if (second[i] < 0.0f)
+        fail("{}: AdamW second moment {} is {}, expected >= 0", path, i, second[i]);
     return {config, std::move(params), std::move(first), std::move(second), std::move(updates)};
   }
 
@@ -175,6 +185,7 @@ class BankState {
   // u64 FNV-1a of everything before it; little-endian.
   static constexpr char kMagic[8] = {'E', 'S', 'A', 'M', 'P', 'B', 'N', 'K'};
   static constexpr std::uint32_t kFileVersion = 1;
+  static constexpr std::int64_t kMaxUpdates = std::int64_t{1} << 53;  // exact as a double
 
   static std::array<std::uint32_t, 5> shape_fields(const DistillerConfig& c) {
     return {static_cast<std::uint32_t>(c.hidden_size), static_cast<std::uint32_t>(c.rank),

@@ -18,6 +18,13 @@ enum class Site : std::uint8_t {
   final_normed,        // after the model's final norm: what the LM head reads (last layer only)
 };
 enum class MixMode : std::uint8_t { latent, candidates };
+// What latent mixing does with the part of ŷ along h. With ŷ = a·h + e⊥, the paper's rule
+// (1+β)·h − β·ŷ = (1 + β(1−a))·h − β·e⊥: its first term only rescales h (a lower temperature).
+enum class LatentMix : std::uint8_t {
+  full,        // h̃ = (1+β)·h − β·ŷ
+  orthogonal,  // h̃ = h − β·e⊥: only the part of ŷ orthogonal to h moves h
+  norm_kept,   // h̃ = (1+β)·h − β·ŷ, rescaled to ‖h‖ per row
+};
 enum class Sharing : std::uint8_t { per_group, global };
 enum class Optimizer : std::uint8_t { adamw, sgd };
 
@@ -61,6 +68,17 @@ constexpr std::string_view name(Optimizer o) {
   }
   return "?";
 }
+constexpr std::string_view name(LatentMix m) {
+  switch (m) {
+    case LatentMix::full:
+      return "full";
+    case LatentMix::orthogonal:
+      return "orthogonal";
+    case LatentMix::norm_kept:
+      return "norm_kept";
+  }
+  return "?";
+}
 
 // A hidden state in the host model: `layer` counts from 0; -1 means the last layer, -2 the one
 // before.
@@ -91,6 +109,7 @@ struct ExplorationConfig {
   Tap source{0, Site::layer_input_normed};
   Tap target{-1, Site::layer_input_normed};
   MixMode mix = MixMode::latent;
+  LatentMix latent_mix = LatentMix::full;  // latent mode only
   int warmup_updates = 1;
   Sharing sharing = Sharing::per_group;
   int max_rows = 256;  // rows per step the workspace is sized for

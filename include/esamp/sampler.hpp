@@ -209,8 +209,8 @@ class ExploratorySampler {
   void mix_hidden(const MatrixView& final_hidden) {
     require_mix("mix_hidden", MixMode::latent);
     check_rows("mix_hidden: final_hidden", final_hidden);
-    mixed_ = true;
     backend_->mix_hidden(final_hidden);
+    mixed_ = true;  // only once it succeeded: after an error the step may mix again
   }
 
   // Candidates mode: on each row, the filter picks the candidates C from the base logits (applied
@@ -224,8 +224,8 @@ class ExploratorySampler {
     check_view(logits, "mix_logits: logits", lm_head.rows, device());
     if (logits.rows != static_cast<std::int64_t>(row_slots_.size()))
       fail("mix_logits: logits has {} rows, the step has {}", logits.rows, row_slots_.size());
-    mixed_ = true;
     backend_->mix_logits(logits, lm_head, filter);
+    mixed_ = true;
   }
 
   // Ends the step: trains every slot present on this step's (source, target) rows (on the CPU, on

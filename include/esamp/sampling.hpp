@@ -38,24 +38,31 @@ inline void Filter::validate() const {
   if (!(min_p >= 0.0f && min_p <= 1.0f)) fail("Filter.min_p = {}: must be in [0, 1]", min_p);
 }
 
-namespace detail {
-// select_candidates for a filter its caller has validated (once, not once per row).
-inline void select_candidates(Span<const float> logits, const Filter& filter,
-                              std::vector<int>& candidates) {
+// The index of the largest logit (the first of ties). NaN or +inf logits, an empty row or an all
+// -inf row are errors: the rows select_candidates refuses.
+inline int checked_argmax(Span<const float> logits) {
   if (logits.empty()) fail("select_candidates: logits is empty, expected at least one token");
   if (logits.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     fail("select_candidates: {} logits, token ids must fit in int", logits.size());
   constexpr float kInf = std::numeric_limits<float>::infinity();
-  constexpr float kNegInf = -kInf;
   int best = -1;
   for (std::size_t i = 0; i < logits.size(); ++i) {
     const float l = logits[i];
     if (std::isnan(l) || l == kInf)
       fail("select_candidates: logits[{}] = {}: must be finite or -inf", i, l);
-    if (l != kNegInf && (best < 0 || l > logits[best])) best = static_cast<int>(i);
+    if (l != -kInf && (best < 0 || l > logits[best])) best = static_cast<int>(i);
   }
   if (best < 0)
     fail("select_candidates: all {} logits are -inf, no token can be kept", logits.size());
+  return best;
+}
+
+namespace detail {
+// select_candidates for a filter its caller has validated (once, not once per row).
+inline void select_candidates(Span<const float> logits, const Filter& filter,
+                              std::vector<int>& candidates) {
+  const int best = checked_argmax(logits);
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
   candidates.clear();
   if (filter.temperature == 0.0f || filter.top_k == 1) {  // the argmax alone: no sort needed

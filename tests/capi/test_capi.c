@@ -423,6 +423,14 @@ static void test_candidates(void) {
           ESAMP_STATUS_INVALID_ARGUMENT, "esamp_mix_logits", "filter is NULL");
       CHECK_FAILS(esamp_mix_hidden(s, view(x, 2, kHidden)), ESAMP_STATUS_INVALID_ARGUMENT,
                   "esamp_mix_hidden", "mix = candidates");
+      /* Found by the C API fuzzer: a NaN in a later row failed the call after the earlier rows
+       * were written, and the step counted as mixed, so the valid call below was refused. */
+      logits[kVocab + 1] = NAN;
+      CHECK_FAILS(esamp_mix_logits(s, view(logits, 2, kVocab), const_view(lm_head, kVocab, kHidden),
+                                   &filter),
+                  ESAMP_STATUS_INVALID_ARGUMENT, "esamp_mix_logits", "must be finite or -inf");
+      logits[kVocab + 1] = base[kVocab + 1];
+      CHECK(memcmp(logits, base, sizeof logits) == 0);
     }
     if (step == 0) {
       CHECK_OK(esamp_mix_logits(s, view(logits, 2, kVocab), const_view(lm_head, kVocab, kHidden),

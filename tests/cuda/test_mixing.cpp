@@ -2,6 +2,7 @@
 // formulas, esamp::select_candidates and esamp::sample. Without a CUDA device every case warns and
 // returns (see gpu_util.hpp).
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <limits>
 #include <random>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "cuda/mix.cuh"
 #include "cuda/sampling.cuh"
 #include "cuda/workspace.hpp"
+#include "esamp/cpu/latent_mix.hpp"
 #include "esamp/sampling.hpp"
 #include "gpu_util.hpp"
 
@@ -132,6 +134,47 @@ TEST_CASE("MixHidden mixes exactly the rows the CPU sampler mixes, bit for bit",
   CHECK(after == expected);  // every byte, padding included
   CHECK(fx.rows_mixed() == mixed);
   if (beta != 0.0f && rows > 4) CHECK(mixed < rows);  // the fixture's left-out rows were left out
+}
+
+TEST_CASE("MixHidden's LatentMix variants equal cpu::mix_latent_row on the rows it mixes",
+          "[gpu][mix_hidden][latent_mix]") {
+  ESAMP_REQUIRE_GPU();
+  const DType dtype = GENERATE(DType::f32, DType::bf16);
+  const LatentMix mode = GENERATE(LatentMix::orthogonal, LatentMix::norm_kept);
+  const auto [hidden, rows, slots] =
+      GENERATE(table<int, int, int>({{64, 7, 5}, {896, 64, 5}, {100, 7, 3}}));
+  INFO("dtype " << name(dtype) << ", mode " << name(mode) << ", H " << hidden);
+  const float beta = 0.8f;
+  MixFixture fx(rows, hidden, slots, beta);
+  fx.settings.latent_mix = static_cast<std::int32_t>(mode);
+  fx.settings_dev.upload({fx.settings});
+  const std::vector<std::uint8_t> before =
+      encode(random_floats(static_cast<std::size_t>(rows * hidden), 3, 3.0f), dtype);
+  DeviceArray<std::uint8_t> buffer(before);
+  CUDA_REQUIRE(MixHidden(buffer.get(), dtype, hidden, hidden, fx.inputs()));
+  std::vector<std::uint8_t> after = buffer.download();
+  std::vector<std::uint8_t> expected = before;
+  const MatrixView got(after.data(), rows, hidden, hidden, dtype);
+  const MatrixView want(expected.data(), rows, hidden, hidden, dtype);
+  long long mixed = 0;
+  std::vector<float> row(static_cast<std::size_t>(hidden));
+  for (int i = 0; i < rows; ++i) {
+    const float* y_hat = fx.mixable(i);
+    if (!y_hat) {  // left bit for bit
+      for (int j = 0; j < hidden; ++j) REQUIRE(got.at(i, j) == want.at(i, j));
+      continue;
+    }
+    ++mixed;
+    for (int j = 0; j < hidden; ++j) row[static_cast<std::size_t>(j)] = want.at(i, j);
+    cpu::mix_latent_row(row.data(), y_hat, hidden, fx.beta_of(i), mode);
+    // The sums run in another order than on the CPU: equal to rounding, plus one bf16 rounding.
+    const double tolerance = dtype == DType::f32 ? 1e-5 : 8e-3;
+    for (int j = 0; j < hidden; ++j)
+      REQUIRE(std::abs(got.at(i, j) - row[static_cast<std::size_t>(j)]) <=
+              tolerance * (1.0 + std::abs(row[static_cast<std::size_t>(j)])));
+  }
+  CHECK(fx.rows_mixed() == mixed);
+  CHECK(mixed > 0);
 }
 
 namespace {

@@ -60,6 +60,19 @@ TEST_CASE("decoding undoes encoding, and the llama2.c and GGUF vocabularies agre
   CHECK(from_gguf.decode(from_gguf.encode(text, false, false)) == " " + text);
 }
 
+TEST_CASE("a text that starts with a UTF-8 continuation byte keeps the dummy prefix apart") {
+  // Found by the tokenizer fuzzer: the prefix space joined the stray byte's group, fell back to
+  // the byte token <0x20>, and decode (which strips only a piece's space after BOS) kept it.
+  const Tokenizer tokenizer(gguf_model().vocabulary);
+  const std::string text(
+      "\xA1\xFF"
+      "1\xC3\xFE\xA0&\nh\x82\x1F\x1F\x1F\x1F\x1F");
+  const std::vector<TokenId> tokens = tokenizer.encode(text, true, true);
+  CHECK(pieces_of(tokenizer, tokens)[1] == " ");
+  CHECK(pieces_of(tokenizer, tokens)[2] == "<0xA1>");
+  CHECK(tokenizer.decode(tokens) == text);
+}
+
 TEST_CASE("decode follows llama2.c: no space after BOS, byte pieces as bytes, no control text") {
   const Tokenizer tokenizer(llama2c_model().vocabulary);
   const TokenId once = tokenizer.encode("Once", false, false).at(0);

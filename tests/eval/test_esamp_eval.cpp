@@ -2,6 +2,7 @@
 // model that must be deterministic given its seeds.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,21 +25,27 @@ ProgramRun run_esamp_eval(const std::vector<std::string>& arguments, bool captur
       capture_stderr ? Capture::standard_error : Capture::standard_output);
 }
 
-// The CSV without its `seconds` column (wall time is the one thing a rerun may change).
+// The CSV without its `seconds` and `metric_seconds` columns (wall times are the one thing a rerun
+// may change).
 std::string without_seconds(const std::string& csv) {
   std::istringstream lines(csv);
   std::string out;
-  std::size_t seconds_column = std::string::npos;
+  std::vector<std::size_t> timed;  // column indices, descending
   for (std::string line; std::getline(lines, line);) {
     std::vector<std::string> fields;
     std::istringstream cells(line);
     for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
-    if (seconds_column == std::string::npos) {
-      const auto found = std::find(fields.begin(), fields.end(), "seconds");
-      REQUIRE(found != fields.end());
-      seconds_column = static_cast<std::size_t>(found - fields.begin());
+    if (timed.empty()) {
+      for (const char* column : {"metric_seconds", "seconds"}) {
+        const auto found = std::find(fields.begin(), fields.end(), column);
+        REQUIRE(found != fields.end());
+        timed.push_back(static_cast<std::size_t>(found - fields.begin()));
+      }
+      std::sort(timed.rbegin(), timed.rend());
     }
-    fields.erase(fields.begin() + static_cast<std::ptrdiff_t>(seconds_column));
+    for (const std::size_t column : timed)
+      if (column < fields.size())
+        fields.erase(fields.begin() + static_cast<std::ptrdiff_t>(column));
     for (const std::string& field : fields) out += field + ",";
     out += "\n";
   }
@@ -116,6 +123,26 @@ TEST_CASE("a tiny esamp-eval run is deterministic given its seeds") {
   // The Markdown on stdout differs only in the run time line.
   CHECK_THAT(a.output, Catch::Contains("| e | T=1 beta=1 latent group |"));
   for (const std::string& path : {first, second, other}) std::remove(path.c_str());
+}
+
+TEST_CASE("esamp-eval without the sentence encoder says so and leaves the semantic columns empty") {
+  const char* const saved = std::getenv("ESAMP_EMBEDDER_DIR");
+  const std::string restore = saved != nullptr ? saved : "";
+  setenv("ESAMP_EMBEDDER_DIR", "/nonexistent/esamp-embedder", 1);
+  const std::string csv = "esamp_eval_test_no_encoder.csv";
+  const ProgramRun run = run_esamp_eval(tiny_run(csv, "0"), false);
+  if (saved != nullptr) {
+    setenv("ESAMP_EMBEDDER_DIR", restore.c_str(), 1);
+  } else {
+    unsetenv("ESAMP_EMBEDDER_DIR");
+  }
+  REQUIRE(run.exit_status == 0);
+  CHECK_THAT(run.output,
+             Catch::Contains("- semantic diversity: not measured (no sentence encoder)"));
+  const std::string text = file_text(csv);
+  CHECK_THAT(text, Catch::Contains(",semantic_vendi_mean,semantic_vendi_lo,semantic_vendi_hi\n"));
+  CHECK_THAT(text, Catch::EndsWith(",,,,,,\n"));  // the last row's six semantic fields
+  std::remove(csv.c_str());
 }
 
 }  // namespace esamp::eval

@@ -13,7 +13,7 @@ using Catch::Matchers::WithinAbs;
 using Catch::Matchers::WithinRel;
 
 constexpr std::size_t kPerplexity = metric_index("perplexity");
-constexpr std::size_t kNgramVendi = metric_index("ngram_vendi");
+constexpr std::size_t kSemanticVendi = metric_index("semantic_vendi");
 constexpr std::size_t kHiddenVendi = metric_index("hidden_vendi");
 
 // A result whose units all hold `fill` except the metrics set in `per_unit` ([metric][unit]).
@@ -35,14 +35,14 @@ ConfigResult make_result(const std::string& spec,
   return r;
 }
 
-// Baseline t: perplexity 2 then 4, n-gram Vendi per unit {4, 6} then {8, 10}; esamp at perplexity
+// Baseline t: perplexity 2 then 4, semantic Vendi per unit {4, 6} then {8, 10}; esamp at perplexity
 // 3 (w = 1/2) with {8, 9}: differences {8 − 6, 9 − 8} = {2, 1}, mean 1.5, s = √0.5, se = 0.5.
 std::vector<ConfigResult> frontier_example() {
   std::vector<ConfigResult> results;
-  results.push_back(make_result("t: T=1", {{kPerplexity, {4, 4}}, {kNgramVendi, {8, 10}}}));
-  results.push_back(make_result("t: T=0.5", {{kPerplexity, {2, 2}}, {kNgramVendi, {4, 6}}}));
-  results.push_back(make_result("e: beta=1", {{kPerplexity, {3, 3}}, {kNgramVendi, {8, 9}}}));
-  results.push_back(make_result("far: beta=2", {{kPerplexity, {9, 9}}, {kNgramVendi, {1, 1}}}));
+  results.push_back(make_result("t: T=1", {{kPerplexity, {4, 4}}, {kSemanticVendi, {8, 10}}}));
+  results.push_back(make_result("t: T=0.5", {{kPerplexity, {2, 2}}, {kSemanticVendi, {4, 6}}}));
+  results.push_back(make_result("e: beta=1", {{kPerplexity, {3, 3}}, {kSemanticVendi, {8, 9}}}));
+  results.push_back(make_result("far: beta=2", {{kPerplexity, {9, 9}}, {kSemanticVendi, {1, 1}}}));
   return results;
 }
 
@@ -60,11 +60,12 @@ TEST_CASE("the frontier gap interpolates the baseline at the esamp perplexity, p
   CHECK(gap.lower == 1);  // sorted by perplexity, not by order in the grid
   CHECK(gap.upper == 0);
   CHECK_THAT(gap.weight, WithinAbs(0.5, 1e-15));
-  const Interval& ngram = gap.gaps[0];
-  CHECK_THAT(ngram.mean, WithinAbs(1.5, 1e-12));
-  CHECK_THAT(ngram.hi - ngram.mean, WithinRel(kT975Dof1 * 0.5, 1e-6));
-  const Interval& hidden = gap.gaps[1];  // every hidden Vendi is 1: no gap, no spread
-  CHECK(kGapMetrics[1] == kHiddenVendi);
+  CHECK(kGapMetrics[0] == kSemanticVendi);  // the headline comes first
+  const Interval& semantic = gap.gaps[0];
+  CHECK_THAT(semantic.mean, WithinAbs(1.5, 1e-12));
+  CHECK_THAT(semantic.hi - semantic.mean, WithinRel(kT975Dof1 * 0.5, 1e-6));
+  const Interval& hidden = gap.gaps[2];  // every hidden Vendi is 1: no gap, no spread
+  CHECK(kGapMetrics[2] == kHiddenVendi);
   CHECK(hidden.mean == 0.0);
   CHECK(hidden.lo == 0.0);
 }
@@ -76,6 +77,7 @@ TEST_CASE("the CSV has a header and one row per configuration, NaN as an empty f
     plain.metrics[m] = mean_interval({plain.units[0][m], plain.units[1][m]});
   plain.sampled_tokens = 100;
   plain.seconds = 1.5;
+  plain.metric_seconds = 0.25;
   ConfigResult esamp = make_result("e: beta=0.5; rank=8", {{kPerplexity, {2, 2}}});
   esamp.diagnostics = Diagnostics{};
   esamp.diagnostics->stats.mean_loss = 0.5;
@@ -87,21 +89,23 @@ TEST_CASE("the CSV has a header and one row per configuration, NaN as an empty f
 
   const std::string csv = csv_text({plain, esamp});
   const std::string header =
-      "curve,method,label,temperature,min_p,beta,mix,sharing,rank,lr,warmup,source,target,units,"
-      "sampled_tokens,seconds,distiller_loss,target_variance,unexplained_fraction,"
+      "curve,method,label,temperature,min_p,beta,mix,latent_mix,sharing,rank,lr,warmup,source,"
+      "target,units,sampled_tokens,seconds,metric_seconds,distiller_loss,target_variance,"
+      "unexplained_fraction,"
       "prediction_residual,prediction_cosine,target_residual,target_cosine,perplexity_mean,"
       "perplexity_lo,perplexity_hi,"
       "distinct_1_mean,distinct_1_lo,distinct_1_hi,distinct_2_mean,distinct_2_lo,distinct_2_hi,"
       "distinct_3_mean,distinct_3_lo,distinct_3_hi,distinct_4_mean,distinct_4_lo,distinct_4_hi,"
       "ngram_cosine_mean,ngram_cosine_lo,ngram_cosine_hi,hidden_cosine_mean,hidden_cosine_lo,"
       "hidden_cosine_hi,ngram_vendi_mean,ngram_vendi_lo,ngram_vendi_hi,hidden_vendi_mean,"
-      "hidden_vendi_lo,hidden_vendi_hi\n";
+      "hidden_vendi_lo,hidden_vendi_hi,semantic_cosine_mean,semantic_cosine_lo,semantic_cosine_hi,"
+      "semantic_vendi_mean,semantic_vendi_lo,semantic_vendi_hi\n";
   // Units {1, 3}: mean 2, s = √2, se = 1, half-width t(0.975, 1) = 12.7062.
-  std::string plain_row = "t,plain,T=1,1,0,,,,,,,,,2,100,1.5,,,,,,,";
+  std::string plain_row = "t,plain,T=1,1,0,,,,,,,,,,2,100,1.5,0.25,,,,,,,";
   for (std::size_t m = 0; m < kMetricCount; ++m) plain_row += ",2,-10.7062,14.7062";
   std::string esamp_row =
-      "e,esamp-latent,T=1 beta=0.5 latent group rank=8,1,0,0.5,latent,group,8,0.001,1,"
-      "0@layer_input_normed,-1@layer_input_normed,2,0,0,0.5,2,0.25,0.75,,0.125,0.875";
+      "e,esamp-latent,T=1 beta=0.5 latent group rank=8,1,0,0.5,latent,full,group,8,0.001,1,"
+      "0@layer_input_normed,-1@layer_input_normed,2,0,0,0,0.5,2,0.25,0.75,,0.125,0.875";
   esamp_row += ",2,2,2";  // perplexity {2, 2}
   for (std::size_t m = 1; m < kMetricCount; ++m) esamp_row += ",1,1,1";
   CHECK(csv == header + plain_row + "\n" + esamp_row + "\n");
@@ -117,14 +121,16 @@ TEST_CASE("the Markdown summary has a row per configuration and the matched-perp
   const std::vector<ConfigResult> results = frontier_example();
   const std::string md = markdown_text(info, results, frontier_gaps(results));
   CHECK_THAT(md, Catch::Contains("- prompts: 2 from prompts.txt; 16 samples per prompt, at most "
-                                 "128 new tokens; seeds 3,4\n- 4 configurations in 12 s\n"));
+                                 "128 new tokens; seeds 3,4\n- 4 configurations in 12 s\n"
+                                 "- semantic diversity: not measured (no sentence encoder)\n"));
   CHECK_THAT(md, Catch::Contains("| curve | configuration | perplexity | distinct-1 |"));
   CHECK_THAT(md, Catch::Contains("| t | T=0.5 | 2.000 ± 0.000 | 1.0000 ± 0.0000 |"));
   CHECK_THAT(md, Catch::Contains("| e | T=1 beta=1 latent group | 3.000 ± 0.000 |"));
   CHECK_THAT(md, Catch::Contains("## At matched perplexity"));
   // 1.5 ± 12.706205 · 0.5.
   CHECK_THAT(md, Catch::Contains("| e: T=1 beta=1 latent group | 3.000 | t | T=0.5 … T=1 | "
-                                 "+1.500 [-4.853, +7.853] | +0.000 [+0.000, +0.000] |"));
+                                 "+1.500 [-4.853, +7.853] | +0.000 [+0.000, +0.000] | "
+                                 "+0.000 [+0.000, +0.000] |"));
 }
 
 TEST_CASE("the JSON holds every configuration's intervals, units and the frontier") {
@@ -138,7 +144,7 @@ TEST_CASE("the JSON holds every configuration's intervals, units and the frontie
   CHECK_THAT(json, Catch::Contains("\"units\":{\"perplexity\":[3,3]"));
   CHECK_THAT(json, Catch::Contains("\"frontier\":[{\"configuration\":2,\"baseline\":\"t\","
                                    "\"lower\":1,\"upper\":0,\"weight\":0.5,"
-                                   "\"ngram_vendi_gap\":{\"mean\":1.5,"));
+                                   "\"semantic_vendi_gap\":{\"mean\":1.5,"));
 }
 
 }  // namespace esamp::eval

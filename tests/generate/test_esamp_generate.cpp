@@ -1,9 +1,12 @@
 // esamp-generate run as a program: llama2.c's greedy reference, option errors, --json, --compare,
 // determinism, and beta = 0 against plain sampling.
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "embed/sentence_encoder.hpp"
 #include "generate_test_support.hpp"
 
 namespace esamp::generation::test {
@@ -137,8 +140,8 @@ TEST_CASE(
     "side") {
   const ProgramRun run = run_esamp_generate(short_run({"--compare"}), Capture::standard_output);
   REQUIRE(run.exit_status == 0);
-  const std::size_t plain = run.output.find("=== plain ===");
-  const std::size_t esamp = run.output.find("=== esamp ===");
+  const std::size_t plain = run.output.find("=== plain (temperature ");
+  const std::size_t esamp = run.output.find("=== esamp (temperature 1) ===");
   const std::size_t summary = run.output.find("summary");
   REQUIRE(plain != std::string::npos);
   REQUIRE(esamp != std::string::npos);
@@ -150,6 +153,75 @@ TEST_CASE(
   CHECK_THAT(run.output, Catch::Matchers::Contains("perplexity (base model, mean)") &&
                              Catch::Matchers::Contains("distinct-4 (words)") &&
                              Catch::Matchers::Contains("Vendi (hidden states)"));
+}
+
+TEST_CASE(
+    "esamp-generate --compare runs plain sampling at the temperature matching esamp's perplexity") {
+  const ProgramRun run = run_esamp_generate(short_run({"--compare", "--json", "--samples", "8"}),
+                                            Capture::standard_output);
+  REQUIRE(run.exit_status == 0);
+  const JsonValue json = parse_json(run.output);
+  const JsonValue& plain = json["runs"].array.at(0);
+  const JsonValue& esamp = json["runs"].array.at(1);
+  REQUIRE(plain["method"].string == "plain");
+  const double plain_perplexity = plain["summary"]["mean_perplexity"].number;
+  const double esamp_perplexity = esamp["summary"]["mean_perplexity"].number;
+  CHECK(json["calibration"]["esamp_perplexity"].number == esamp_perplexity);
+  CHECK(json["calibration"]["matched"].boolean);
+  CHECK(json["calibration"]["runs"].number >= 1);
+  CHECK(json["calibration"]["runs"].number <= 8);
+  CHECK(std::abs(plain_perplexity / esamp_perplexity - 1.0) <= 0.03);
+  // β 0.5 at T = 1 lowers perplexity (bench/results/quality.md): plain sampling needs a lower T.
+  CHECK(esamp["temperature"].number == 1.0);
+  CHECK(plain["temperature"].number < 1.0);
+}
+
+TEST_CASE("the text output names the chosen temperature and the perplexities it matched") {
+  const ProgramRun run = run_esamp_generate(short_run({"--compare"}), Capture::standard_output);
+  REQUIRE(run.exit_status == 0);
+  CHECK_THAT(run.output, Catch::Matchers::Contains("plain sampling at temperature ") &&
+                             Catch::Matchers::Contains("within 3% of esamp's"));
+}
+
+TEST_CASE("without the sentence encoder a run says so once and reports the rest") {
+  const char* const saved = std::getenv("ESAMP_EMBEDDER_DIR");
+  const std::string restore = saved != nullptr ? saved : "";
+  setenv("ESAMP_EMBEDDER_DIR", "/nonexistent/esamp-embedder", 1);
+  const ProgramRun errors = run_esamp_generate(short_run({"--compare"}), Capture::standard_error);
+  const ProgramRun json = run_esamp_generate(short_run({"--json"}), Capture::standard_output);
+  if (saved != nullptr) {
+    setenv("ESAMP_EMBEDDER_DIR", restore.c_str(), 1);
+  } else {
+    unsetenv("ESAMP_EMBEDDER_DIR");
+  }
+  REQUIRE(errors.exit_status == 0);
+  const std::string message = "no sentence encoder";
+  const std::size_t first = errors.output.find(message);
+  REQUIRE(first != std::string::npos);
+  CHECK(errors.output.find(message, first + 1) == std::string::npos);  // once, not per run
+  REQUIRE(json.exit_status == 0);
+  const JsonValue summary = parse_json(json.output)["runs"].array.at(0)["summary"];
+  CHECK(summary["semantic_vendi"].kind == JsonValue::Kind::null);
+  CHECK(summary["ngram_vendi"].number >= 1.0);
+}
+
+TEST_CASE("with the sentence encoder the summary reports semantic diversity") {
+  if (!embed::find_embedder_dir()) {
+    WARN("SKIPPED: no sentence encoder (run scripts/fetch-embedder or set ESAMP_EMBEDDER_DIR)");
+    return;
+  }
+  const ProgramRun text = run_esamp_generate(short_run({"--compare"}), Capture::standard_output);
+  REQUIRE(text.exit_status == 0);
+  CHECK_THAT(text.output, Catch::Matchers::Contains("Vendi (semantic, MiniLM)") &&
+                              Catch::Matchers::Contains("pairwise cosine (semantic, MiniLM)"));
+  const ProgramRun json = run_esamp_generate(short_run({"--json"}), Capture::standard_output);
+  REQUIRE(json.exit_status == 0);
+  const JsonValue summary = parse_json(json.output)["runs"].array.at(0)["summary"];
+  // 4 samples: a Vendi score in [1, 4]; stories of one prompt are neither identical nor unrelated.
+  CHECK(summary["semantic_vendi"].number > 1.0);
+  CHECK(summary["semantic_vendi"].number < 4.0);
+  CHECK(summary["semantic_cosine"].number > 0.0);
+  CHECK(summary["semantic_cosine"].number < 1.0);
 }
 
 TEST_CASE("the same seed gives the same samples, another seed other samples") {

@@ -12,6 +12,7 @@
 #include "esamp/bank.hpp"
 #include "esamp/config.hpp"
 #include "esamp/cpu/bank_step.hpp"
+#include "esamp/cpu/latent_mix.hpp"
 #include "esamp/detail/background_worker.hpp"
 
 namespace esamp::cpu {
@@ -22,6 +23,7 @@ class Backend final : public SamplerBackend {
       : exploration_(exploration), bank_(distiller), step_(distiller, exploration.max_rows) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
+    row_.resize(static_cast<std::size_t>(distiller.hidden_size));
     if (exploration_.background_training)
       worker_ = std::make_unique<esamp::detail::BackgroundWorker>([this] { train(); });
   }
@@ -51,13 +53,17 @@ class Backend final : public SamplerBackend {
     step_.gather_target(target);
   }
 
+  // h̃ = (1+β)·h − β·ŷ (or its LatentMix variant), in place, with each row's own β.
   void mix_hidden(const MatrixView& final_hidden) override {
     for (int i = 0; i < static_cast<int>(final_hidden.rows); ++i) {
       const float* y_hat = mixable(i);
       if (!y_hat) continue;
-      const float beta = step_.plan_view().row_beta(i);
       for (std::int64_t j = 0; j < final_hidden.cols; ++j)
-        final_hidden.set(i, j, (1.0f + beta) * final_hidden.at(i, j) - beta * y_hat[j]);
+        row_[static_cast<std::size_t>(j)] = final_hidden.at(i, j);
+      mix_latent_row(row_.data(), y_hat, final_hidden.cols, step_.plan_view().row_beta(i),
+                     exploration_.latent_mix);
+      for (std::int64_t j = 0; j < final_hidden.cols; ++j)
+        final_hidden.set(i, j, row_[static_cast<std::size_t>(j)]);
       ++stats_.rows_mixed;
     }
   }
@@ -65,9 +71,17 @@ class Backend final : public SamplerBackend {
   void mix_logits(const MatrixView& logits, const ConstMatrixView& lm_head,
                   const Filter& filter) override {
     logit_row_.resize(static_cast<std::size_t>(logits.cols));
-    for (int i = 0; i < static_cast<int>(logits.rows); ++i) {
+    const auto load_row = [&](int i) {
       for (std::int64_t v = 0; v < logits.cols; ++v)
         logit_row_[static_cast<std::size_t>(v)] = logits.at(i, v);
+    };
+    // Every row checked before any is written: a refused call leaves the logits as they were.
+    for (int i = 0; i < static_cast<int>(logits.rows); ++i) {
+      load_row(i);
+      checked_argmax(logit_row_);
+    }
+    for (int i = 0; i < static_cast<int>(logits.rows); ++i) {
+      load_row(i);
       esamp::detail::select_candidates(logit_row_, filter, candidates_);
       for (std::int64_t v = 0; v < logits.cols; ++v)
         logits.set(i, v, -std::numeric_limits<float>::infinity());
@@ -161,6 +175,7 @@ class Backend final : public SamplerBackend {
   std::vector<int> row_slots_;   // [rows] slot of each row this step
   std::vector<float> row_beta_;  // [rows] β of each row this step
   bool planned_ = false;         // step_ holds this step's plan
+  std::vector<float> row_;       // [H] one row of h while it is mixed
   std::vector<float> logit_row_;
   std::vector<int> candidates_;
   Stats stats_;

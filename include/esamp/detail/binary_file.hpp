@@ -1,6 +1,7 @@
 // Bounds-checked little-endian byte buffers, whole-file reads and atomic writes for esamp's files.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -92,20 +93,25 @@ inline std::vector<std::uint8_t> read_file(const std::string& path) {
 // Writes `path + ".tmp"`, then renames it over `path`: readers never see a half-written file.
 inline void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& data) {
   const std::string tmp = path + ".tmp";
+  // The system's reason, from errno as the failing call left it.
+  const auto reason = [] { return errno ? std::strerror(errno) : "unknown cause"; };
+  errno = 0;
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("{}: cannot open for writing", tmp);
+    if (!out) fail("{}: cannot open for writing: {}", tmp, reason());
     out.write(reinterpret_cast<const char*>(data.data()),
               static_cast<std::streamsize>(data.size()));
     out.flush();
     if (!out) {
+      const std::string why = reason();
       std::remove(tmp.c_str());
-      fail("{}: write failed ({} bytes)", tmp, data.size());
+      fail("{}: write failed ({} bytes): {}; {} is unchanged", tmp, data.size(), why, path);
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = reason();
     std::remove(tmp.c_str());
-    fail("{}: cannot rename {} over it", path, tmp);
+    fail("{}: cannot rename {} over it: {}; {} is unchanged", path, tmp, why, path);
   }
 }
 

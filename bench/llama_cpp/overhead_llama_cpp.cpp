@@ -1,0 +1,241 @@
+// esamp-bench-overhead-llama-cpp: tokens/s of llama.cpp decode steps through
+// esamp::llama_cpp::Adapter (beta 0.5, latent mixing, default rank) against plain llama_decode on
+// a second context with the same settings, one process, steps interleaved pairwise, rows in
+// {1, 4, 16}; prints a Markdown table of medians and ratios. Sampling is left out (the same for
+// both). Usage: esamp-bench-overhead-llama-cpp --model PATH [--steps N] [--threads N] [--rank R]
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "generate/option_values.hpp"
+#include "llama_cpp_generation.hpp"
+
+namespace esamp::llama_cpp {
+namespace {
+
+constexpr std::array<int, 3> kRowCounts = {1, 4, 16};
+
+struct BenchOptions {
+  std::string model_path;
+  int steps = 16;
+  bool work_only = false;
+  Optimizer optimizer = Optimizer::adamw;
+  int threads = 0;
+  int rank = DistillerConfig{}.rank;
+};
+
+BenchOptions parse(int argc, const char* const* argv) {
+  using namespace generation;
+  BenchOptions options;
+  const std::vector<OptionSpec<BenchOptions>> table = {
+      {"--model", "PATH", "GGUF model",
+       [](BenchOptions& o, auto, const std::string& v) { o.model_path = v; }},
+      {"--steps", "N", "measured decode steps per row count [16]",
+       [](BenchOptions& o, auto option, const std::string& v) {
+         o.steps = parse_int(option, v, 1, 1 << 16);
+       }},
+      {"--threads", "N", "llama.cpp threads [its default]",
+       [](BenchOptions& o, auto option, const std::string& v) {
+         o.threads = parse_int(option, v, 1, 1024);
+       }},
+      {"--work", "",
+       "instead: esamp's own work and a 1-thread llama.cpp step in thread CPU time, and the ratio "
+       "they imply on a quiet machine with --threads cores",
+       [](BenchOptions& o, auto, auto&) { o.work_only = true; }},
+      {"--optimizer", "adamw|sgd", "distiller optimizer [adamw]",
+       [](BenchOptions& o, auto option, const std::string& v) {
+         o.optimizer = parse_choice<Optimizer>(
+             option, v, {{"adamw", Optimizer::adamw}, {"sgd", Optimizer::sgd}});
+       }},
+      {"--rank", "R", "distiller rank [128]",
+       [](BenchOptions& o, auto option, const std::string& v) {
+         o.rank = parse_int(option, v, 1, 1 << 16);
+       }},
+  };
+  parse_command_line(argc, argv, table, options);
+  if (options.model_path.empty()) usage_error("--model PATH is required");
+  return options;
+}
+
+double quantile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const double at = q * static_cast<double>(values.size() - 1);
+  const auto below = static_cast<std::size_t>(at);
+  const std::size_t above = std::min(below + 1, values.size() - 1);
+  return values[below] + (at - static_cast<double>(below)) * (values[above] - values[below]);
+}
+
+double seconds_of(const std::function<void()>& work) {
+  const auto start = std::chrono::steady_clock::now();
+  work();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// CPU seconds of the calling thread: esamp's hooks run on it, and other processes sharing the
+// cores barely change it.
+double thread_cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
+// Load-insensitive figures: esamp's own work per step (the sampler calls Adapter::decode makes:
+// begin_step, both taps, mix_hidden, end_step, on random rows of the model's shape) and a plain
+// llama_decode step on one thread, both in thread CPU time; then the ratio they imply for a
+// quiet machine where llama.cpp's step spreads over `threads` cores and esamp's work does not.
+void time_work(const BenchOptions& options, llama_model* model, int threads) {
+  const int hidden = llama_model_n_embd(model);
+  const int layers = llama_model_n_layer(model);
+  const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+  fmt::print(
+      "| rows | llama.cpp step, 1 thread, CPU ms | esamp's work per step, CPU ms | of which "
+      "end_step | implied ratio, 1 thread | implied ratio, {} threads "
+      "|\n|---:|---:|---:|---:|---:|---:|\n",
+      threads);
+  for (const int rows : kRowCounts) {
+    DistillerConfig distiller;
+    distiller.hidden_size = hidden;
+    distiller.rank = options.rank;
+    distiller.optimizer = options.optimizer;
+    ExplorationConfig exploration;
+    exploration.max_rows = rows;
+    ExploratorySampler sampler(layers, distiller, exploration);
+    const GroupId group = sampler.open_group();
+    const std::vector<GroupId> groups(static_cast<std::size_t>(rows), group);
+    std::vector<float> source(static_cast<std::size_t>(rows * hidden)), target(source.size()),
+        final_rows(source.size());
+    const std::unique_ptr<llama_context, void (*)(llama_context*)> context(
+        llama_init_from_model(model, context_params({rows, options.steps + 2, 1})), llama_free);
+    if (!context) fail("llama_init_from_model failed");
+    std::vector<double> esamp_ms, training_ms, llama_ms;
+    Batch step(rows, 1);
+    for (int k = -1; k < options.steps; ++k) {
+      for (std::size_t i = 0; i < source.size(); ++i) {
+        source[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(k));
+        target[i] = std::cos(0.11f * static_cast<float>(i) + static_cast<float>(k));
+        final_rows[i] = target[i];
+      }
+      double start = thread_cpu_seconds();
+      sampler.begin_step(Span<const GroupId>(groups.data(), groups.size()));
+      sampler.on_hidden(0, Site::layer_input_normed, ConstMatrixView(source.data(), rows, hidden));
+      sampler.on_hidden(layers - 1, Site::layer_input_normed,
+                        ConstMatrixView(target.data(), rows, hidden));
+      sampler.mix_hidden(MatrixView(final_rows.data(), rows, hidden));
+      const double training_start = thread_cpu_seconds();
+      sampler.end_step();
+      const double esamp_seconds = thread_cpu_seconds() - start;
+      const double training_seconds = thread_cpu_seconds() - training_start;
+      step.clear();
+      for (llama_seq_id s = 0; s < rows; ++s)
+        step.add((7 * (k + 2) + 13 * s) % vocab, k + 1, Span<const llama_seq_id>(&s, 1), true);
+      start = thread_cpu_seconds();
+      if (llama_decode(context.get(), step.get()) != 0) fail("llama_decode failed");
+      const double llama_seconds = thread_cpu_seconds() - start;
+      if (k < 0) continue;
+      esamp_ms.push_back(1e3 * esamp_seconds);
+      training_ms.push_back(1e3 * training_seconds);
+      llama_ms.push_back(1e3 * llama_seconds);
+    }
+    const double w = quantile(llama_ms, 0.5), h = quantile(esamp_ms, 0.5);
+    fmt::print("| {} | {:.1f} | {:.2f} | {:.2f} | {:.3f} | {:.3f} |\n", rows, w, h,
+               quantile(training_ms, 0.5), w / (w + h), (w / threads) / (w / threads + h));
+    std::fflush(stdout);
+  }
+}
+
+int run(int argc, const char* const* argv) {
+  const BenchOptions options = parse(argc, argv);
+  ModelPtr model = load_model(options.model_path);
+  const int hidden = llama_model_n_embd(model.get());
+  const int layers = llama_model_n_layer(model.get());
+  if (options.work_only) {
+    time_work(options, model.get(), options.threads > 0 ? options.threads : 2);
+    return 0;
+  }
+  const std::vector<llama_token> prompt = tokenize(model.get(), "Once upon a time");
+  const auto prompt_length = static_cast<int>(prompt.size());
+  const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
+
+  fmt::print("model {}: hidden {}, {} layers; rank {}; {} measured steps after one warm-up\n\n",
+             options.model_path, hidden, layers, options.rank, options.steps);
+  fmt::print(
+      "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
+      "[quartiles] |\n|---:|---:|---:|---:|---:|\n");
+  for (const int rows : kRowCounts) {
+    DistillerConfig distiller;
+    distiller.hidden_size = hidden;
+    distiller.rank = options.rank;
+    distiller.optimizer = options.optimizer;
+    ExplorationConfig exploration;  // beta 0.5, latent, layer 0 -> last layer
+    exploration.max_rows = rows;
+    ExploratorySampler sampler(layers, distiller, exploration);
+    const llama_context_params params =
+        context_params({rows, prompt_length + options.steps + 1, options.threads});
+    Adapter adapter(model.get(), sampler);
+    llama_context* esamp_context = adapter.init_context(params);
+    const std::unique_ptr<llama_context, void (*)(llama_context*)> plain_context(
+        llama_init_from_model(model.get(), params), llama_free);
+    if (!plain_context) fail("llama_init_from_model failed");
+
+    std::vector<llama_seq_id> sequences(static_cast<std::size_t>(rows));
+    for (int s = 0; s < rows; ++s) sequences[static_cast<std::size_t>(s)] = s;
+    const Span<const llama_seq_id> all(sequences.data(), sequences.size());
+    Batch prefill(prompt_length, rows);
+    for (int p = 0; p < prompt_length; ++p)
+      prefill.add(prompt[static_cast<std::size_t>(p)], p, all, p + 1 == prompt_length);
+    for (llama_context* context : {plain_context.get(), esamp_context})
+      if (llama_decode(context, prefill.get()) != 0) fail("llama_decode of the prompt failed");
+    const GroupId group = adapter.open_group(all);
+
+    std::vector<double> plain_rates, esamp_rates, paired;
+    Batch step(rows, 1);
+    for (int k = -1; k < options.steps; ++k) {
+      step.clear();
+      // Any tokens time the same; each row reads its own.
+      for (int s = 0; s < rows; ++s)
+        step.add((7 * (k + 2) + 13 * s) % vocab, prompt_length + k + 1,
+                 Span<const llama_seq_id>(&sequences[static_cast<std::size_t>(s)], 1), true);
+      double plain_seconds = 0.0, esamp_seconds = 0.0;
+      const auto time_plain = [&] {
+        plain_seconds = seconds_of([&] { llama_decode(plain_context.get(), step.get()); });
+      };
+      const auto time_esamp = [&] {
+        esamp_seconds = seconds_of([&] { adapter.decode(step.get()); });
+      };
+      // Adjacent steps of the two, alternating which goes first, see the same machine load.
+      if (k % 2 == 0) {
+        time_plain();
+        time_esamp();
+      } else {
+        time_esamp();
+        time_plain();
+      }
+      if (k < 0) continue;
+      plain_rates.push_back(rows / plain_seconds);
+      esamp_rates.push_back(rows / esamp_seconds);
+      paired.push_back(plain_seconds / esamp_seconds);
+    }
+    adapter.close_group(group);
+    const double p = quantile(plain_rates, 0.5), e = quantile(esamp_rates, 0.5);
+    fmt::print("| {} | {:.2f} | {:.2f} | {:.3f} | {:.3f} [{:.3f}, {:.3f}] |\n", rows, p, e, e / p,
+               quantile(paired, 0.5), quantile(paired, 0.25), quantile(paired, 0.75));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace esamp::llama_cpp
+
+int main(int argc, char** argv) {
+  return esamp::generation::run_guarded("esamp-bench-overhead-llama-cpp",
+                                        [&] { return esamp::llama_cpp::run(argc, argv); });
+}
