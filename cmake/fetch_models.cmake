@@ -77,8 +77,8 @@ if(problems)
                " it):\n  put verified copies of these files there, or unset ESAMP_MODEL_DIR to "
                "fetch them into the model cache.")
   else()
-    set(advice "  Without access to those locations, copy the files from a machine that has them"
-               " and\n  set ESAMP_MODEL_DIR to the folder holding the copies.")
+    set(advice "  To use copies instead (offline, or where these locations serve other files), set"
+               "\n  ESAMP_MODEL_DIR to a folder holding them.")
   endif()
   string(JOIN "" advice ${advice})
   message(FATAL_ERROR "the model files are not ready:\n  ${listing}\n${advice}")
