@@ -45,7 +45,7 @@ endfunction()
 
 set(build_packages "cmake ninja-build g++ libeigen3-dev libfmt-dev catch2 ca-certificates")
 set(update "apt-get update -qq (DEBIAN_FRONTEND=noninteractive)\n")
-set(install "apt-get install -y -q --no-install-recommends ${build_packages}")
+set(install "apt-get install -y -q --no-install-recommends --no-upgrade ${build_packages}")
 
 make_path("${WORK_DIR}/root" 0 FALSE)
 run_setup("${WORK_DIR}/root")
