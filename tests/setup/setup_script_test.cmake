@@ -43,7 +43,8 @@ function(run_setup folder)
   set(calls "${calls}" PARENT_SCOPE)
 endfunction()
 
-set(build_packages "cmake ninja-build g++ libeigen3-dev libfmt-dev catch2 ca-certificates")
+set(build_packages
+    "cmake ninja-build g++ libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev ca-certificates")
 set(update "apt-get update -qq (DEBIAN_FRONTEND=noninteractive)\n")
 set(install "apt-get install -y -q --no-install-recommends --no-upgrade ${build_packages}")
 
