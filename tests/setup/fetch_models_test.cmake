@@ -1,7 +1,8 @@
 # Offline tests of cmake/fetch_models.cmake and of the model folder rule, against a download site
-# on file:// built from copies of the real model files (from the folder the tests use: ESAMP_MODEL_DIR
-# or the model cache). -DCASE=<case> -DSOURCE_DIR=<repository> -DWORK_DIR=<scratch folder>, and for
-# the case "programs": -DGENERATE=<esamp-generate> -DENGINE_TESTS=<esamp_engine_tests>.
+# on file:// built from copies of the real model files (from the folder the tests use:
+# ESAMP_MODEL_DIR or the model cache). -DCASE=<case> -DSOURCE_DIR=<repository>
+# -DWORK_DIR=<scratch folder>, and for the case "programs": -DGENERATE=<esamp-generate>
+# -DENGINE_TESTS=<esamp_engine_tests>.
 include(${SOURCE_DIR}/cmake/EsampModels.cmake)
 include(${CMAKE_CURRENT_LIST_DIR}/expect.cmake)
 
@@ -120,8 +121,8 @@ elseif(CASE STREQUAL "missing_source")
   fetch()
   expect(NOT rc EQUAL 0)
   foreach(name stories260K.bin tok512.bin)
-    expect_in("${output}" "${name}: not in ${cache}, and file://${site}/${source_${name}} cannot be "
-                          "downloaded")
+    expect_in("${output}"
+              "${name}: not in ${cache}, and file://${site}/${source_${name}} cannot be downloaded")
     expect(NOT EXISTS "${cache}/${name}")
     expect(NOT EXISTS "${cache}/${name}.part")
   endforeach()
