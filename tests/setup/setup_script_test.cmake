@@ -56,7 +56,7 @@ expect(calls STREQUAL "${update}${install} (DEBIAN_FRONTEND=noninteractive)\n")
 
 run_setup("${WORK_DIR}/root" --ci)
 expect(rc EQUAL 0)
-set(ci_packages "clang clang-format libclang-rt-14-dev")
+set(ci_packages "clang clang-format libclang-rt-14-dev python3-pip")
 expect(calls STREQUAL "${update}${install} ${ci_packages} (DEBIAN_FRONTEND=noninteractive)\n")
 
 make_path("${WORK_DIR}/user" 1000 TRUE)
