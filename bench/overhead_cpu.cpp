@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "generate/generation.hpp"
+#include "models/model_dir.hpp"
 
 namespace {
 
@@ -47,12 +48,8 @@ BenchOptions parse(int argc, char** argv) {
       throw std::invalid_argument(fmt::format("unknown option '{}'", name));
     }
   }
-  if (options.model_path.empty()) {
-    const char* dir = std::getenv("ESAMP_MODEL_DIR");
-    if (dir == nullptr || *dir == '\0')
-      throw std::invalid_argument("no model: pass --model PATH or set ESAMP_MODEL_DIR");
-    options.model_path = std::string(dir) + "/stories260K.gguf";
-  }
+  if (options.model_path.empty())
+    options.model_path = esamp::models::model_file("stories260K.gguf");
   return options;
 }
 

@@ -1,23 +1,27 @@
-// The test models: files under ESAMP_MODEL_DIR, failing (never skipping) the test when it is
-// unusable.
+// The test models, found where every program finds them (examples/models/model_dir.hpp), failing
+// (never skipping) the test when one cannot be read; and the reference outputs kept in tests/data.
 #pragma once
 
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <fstream>
+#include <exception>
 #include <string>
+
+#include "models/model_dir.hpp"
 
 namespace esamp::test {
 
 inline std::string model_file(const std::string& name) {
-  const char* dir = std::getenv("ESAMP_MODEL_DIR");
-  if (dir == nullptr || *dir == '\0')
-    FAIL("ESAMP_MODEL_DIR is not set: point it at the folder holding " << name
-                                                                       << " (../shared/models)");
-  const std::string path = std::string(dir) + "/" + name;
-  if (!std::ifstream(path))
-    FAIL(path << " cannot be opened: ESAMP_MODEL_DIR must name the folder holding " << name);
+  std::string path;
+  try {
+    path = models::model_file(name);
+  } catch (const std::exception& e) {
+    FAIL(e.what());
+  }
   return path;
+}
+
+inline std::string test_data_file(const std::string& name) {
+  return std::string(ESAMP_TEST_DATA_DIR) + "/" + name;
 }
 
 }  // namespace esamp::test

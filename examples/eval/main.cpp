@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <map>
@@ -17,6 +16,7 @@
 #include "generate/json_writer.hpp"
 #include "generate/progress.hpp"
 #include "grid.hpp"
+#include "models/model_dir.hpp"
 #include "options.hpp"
 #include "report.hpp"
 
@@ -28,11 +28,7 @@ using generation::UsageError;
 constexpr std::size_t kCalibrationPrompts = 2;
 
 std::string resolve_model_path(const EvalOptions& options) {
-  if (!options.model_path.empty()) return options.model_path;
-  const char* dir = std::getenv("ESAMP_MODEL_DIR");
-  if (dir == nullptr || *dir == '\0')
-    throw UsageError("no model: pass --model PATH or set ESAMP_MODEL_DIR to the models folder");
-  return std::string(dir) + "/stories260K.gguf";
+  return options.model_path.empty() ? models::model_file("stories260K.gguf") : options.model_path;
 }
 
 // Values that only the loaded model can judge; a UsageError like the parser's.

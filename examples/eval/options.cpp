@@ -42,7 +42,8 @@ const std::vector<OptionSpec<EvalOptions>>& option_table() {
   constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
   static const std::vector<OptionSpec<EvalOptions>> table = {
       {"--model", "PATH",
-       "GGUF model, or llama2.c .bin with --tokenizer [$ESAMP_MODEL_DIR/stories260K.gguf]",
+       "GGUF model, or llama2.c .bin with --tokenizer [stories260K.gguf in $ESAMP_MODEL_DIR, else "
+       "the cache]",
        [](EvalOptions& o, auto, const std::string& v) { o.model_path = v; }},
       {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
        [](EvalOptions& o, auto, const std::string& v) { o.tokenizer_path = v; }},

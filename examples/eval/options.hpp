@@ -10,7 +10,7 @@
 namespace esamp::eval {
 
 struct EvalOptions {
-  std::string model_path;      // empty: $ESAMP_MODEL_DIR/stories260K.gguf
+  std::string model_path;      // empty: models::model_file("stories260K.gguf")
   std::string tokenizer_path;  // set: model_path is a llama2.c checkpoint
   std::string prompts_file;    // empty: bench/prompts/stories.txt of the source tree
   int prompt_limit = 0;        // use the first N prompts; 0 = all

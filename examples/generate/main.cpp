@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -17,6 +16,7 @@
 #include "esamp/metrics.hpp"
 #include "generation.hpp"
 #include "json_writer.hpp"
+#include "models/model_dir.hpp"
 #include "options.hpp"
 #include "progress.hpp"
 #include "quality.hpp"
@@ -46,11 +46,7 @@ constexpr double kMatchTolerance = 0.03;
 constexpr int kMaxCalibrationRuns = 8;
 
 std::string resolve_model_path(const Options& options) {
-  if (!options.model_path.empty()) return options.model_path;
-  const char* dir = std::getenv("ESAMP_MODEL_DIR");
-  if (dir == nullptr || *dir == '\0')
-    throw UsageError("no model: pass --model PATH or set ESAMP_MODEL_DIR to the models folder");
-  return std::string(dir) + "/stories260K.gguf";
+  return options.model_path.empty() ? models::model_file("stories260K.gguf") : options.model_path;
 }
 
 // Values that only the loaded model can judge; a UsageError like the parser's.

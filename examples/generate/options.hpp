@@ -12,7 +12,7 @@
 namespace esamp::generation {
 
 struct Options {
-  std::string model_path;      // empty: $ESAMP_MODEL_DIR/stories260K.gguf
+  std::string model_path;      // empty: models::model_file("stories260K.gguf")
   std::string tokenizer_path;  // set: model_path is a llama2.c checkpoint
   std::vector<std::string> prompts{"Once upon a time"};
   bool prompt_given = false;  // --prompt or --prompts-file seen: only one of them, once

@@ -1,4 +1,4 @@
-// Helpers shared by the engine tests: the model files under ESAMP_MODEL_DIR, GGUF bytes with a
+// Helpers shared by the engine tests: the model files and reference outputs, GGUF bytes with a
 // change made to them, and greedy decoding the way llama2.c's `run -t 0` does it.
 #pragma once
 
@@ -18,6 +18,7 @@
 namespace esamp::llama::test {
 
 using esamp::test::model_file;
+using esamp::test::test_data_file;
 
 inline std::vector<std::uint8_t> file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -10,7 +10,7 @@ namespace esamp::llama::test {
 namespace {
 
 std::string reference_text() {
-  const std::vector<std::uint8_t> bytes = file_bytes(model_file("stories260K.greedy.txt"));
+  const std::vector<std::uint8_t> bytes = file_bytes(test_data_file("stories260K.greedy.txt"));
   return {bytes.begin(), bytes.end()};
 }
 

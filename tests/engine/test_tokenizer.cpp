@@ -45,7 +45,7 @@ TEST_CASE("decoding undoes encoding, and the llama2.c and GGUF vocabularies agre
   const Tokenizer from_gguf(gguf_model().vocabulary);
   const Tokenizer from_bin(llama2c_model().vocabulary);
   const std::string reference = [] {
-    const std::vector<std::uint8_t> bytes = file_bytes(model_file("stories260K.greedy.txt"));
+    const std::vector<std::uint8_t> bytes = file_bytes(test_data_file("stories260K.greedy.txt"));
     return std::string(bytes.begin(), bytes.end());
   }();
   const std::string text =

@@ -1,4 +1,4 @@
-// Helpers of the generation tests: model files under ESAMP_MODEL_DIR, running esamp-generate as a
+// Helpers of the generation tests: model files and reference outputs, running esamp-generate as a
 // child process, and a small JSON reader to check its --json output.
 #pragma once
 
@@ -15,6 +15,7 @@
 namespace esamp::generation::test {
 
 using esamp::test::model_file;
+using esamp::test::test_data_file;
 
 using esamp::test::Capture;
 using esamp::test::file_text;

@@ -43,7 +43,7 @@ std::vector<std::vector<double>> sample_tokens(const JsonValue& run) {
 }  // namespace
 
 TEST_CASE("esamp-generate prints llama2.c's greedy reference byte for byte from the GGUF") {
-  const std::string reference = file_text(model_file("stories260K.greedy.txt"));
+  const std::string reference = file_text(test_data_file("stories260K.greedy.txt"));
   const ProgramRun run =
       run_esamp_generate(with(kGreedyReference, {"--model", model_file("stories260K.gguf")}),
                          Capture::standard_output);
@@ -52,7 +52,7 @@ TEST_CASE("esamp-generate prints llama2.c's greedy reference byte for byte from 
 }
 
 TEST_CASE("esamp-generate prints llama2.c's greedy reference byte for byte from the .bin") {
-  const std::string reference = file_text(model_file("stories260K.greedy.txt"));
+  const std::string reference = file_text(test_data_file("stories260K.greedy.txt"));
   const ProgramRun run = run_esamp_generate(
       with(kGreedyReference,
            {"--model", model_file("stories260K.bin"), "--tokenizer", model_file("tok512.bin")}),
