@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "generate/progress.hpp"
 #include "generate/quality.hpp"
 #include "llama_cpp_generation.hpp"
+#include "models/model_dir.hpp"
 
 namespace esamp::llama_cpp {
 namespace {
@@ -28,7 +28,7 @@ using generation::QualitySummary;
 using generation::UsageError;
 
 struct Options {
-  std::string model_path;  // empty: $ESAMP_MODEL_DIR/stories260K.gguf
+  std::string model_path;  // empty: stories260K.gguf in the model folder
   std::vector<std::string> prompts{"Once upon a time"};
   bool prompt_given = false;
   int samples = 8;
@@ -50,7 +50,8 @@ void take_prompt_option(Options& o, std::string_view option) {
 const std::vector<OptionSpec<Options>>& option_table() {
   using namespace generation;
   static const std::vector<OptionSpec<Options>> table = {
-      {"--model", "PATH", "any GGUF model llama.cpp loads [$ESAMP_MODEL_DIR/stories260K.gguf]",
+      {"--model", "PATH",
+       "any GGUF model llama.cpp loads [stories260K.gguf in $ESAMP_MODEL_DIR, else the cache]",
        [](Options& o, auto, const std::string& v) { o.model_path = v; }},
       {"--prompt", "TEXT", "the prompt [Once upon a time]",
        [](Options& o, auto option, const std::string& v) {
@@ -244,13 +245,8 @@ int run_program(int argc, const char* const* argv) {
     fmt::print("{}", usage());
     return 0;
   }
-  std::string model_path = options.model_path;
-  if (model_path.empty()) {
-    const char* dir = std::getenv("ESAMP_MODEL_DIR");
-    if (dir == nullptr || *dir == '\0')
-      throw UsageError("no model: pass --model PATH or set ESAMP_MODEL_DIR to the models folder");
-    model_path = std::string(dir) + "/stories260K.gguf";
-  }
+  const std::string model_path =
+      options.model_path.empty() ? models::model_file("stories260K.gguf") : options.model_path;
   ModelPtr model = load_model(model_path);
   const int hidden = llama_model_n_embd(model.get());
   if (options.rank > hidden)

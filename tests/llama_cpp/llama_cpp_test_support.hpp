@@ -82,7 +82,7 @@ inline std::unique_ptr<ExploratorySampler> make_sampler(const llama_model* model
   distiller.rank = 16;
   distiller.slots = 4;
   distiller.seed = 3;
-  BackendFactory factory;
+  BackendFactory factory = cpu::backend();
   if (recording != nullptr)
     factory = [recording](const DistillerConfig& d, const ExplorationConfig& e) {
       return std::make_unique<RecordingBackend>(d, e, *recording);
