@@ -4,9 +4,8 @@
 # corpus size and findings. A finding (a crash, a leak, a sanitizer report, a failed check, a
 # timeout) is written to build/fuzz/findings/<target>/ and makes the script fail once every target
 # has run. With RECORD=<file> the lines are also appended to <file>.
-#   fuzz/run.sh <seconds> [target...]      targets: gguf llama2c tokenizer bank capi (default: all)
-# The sentence encoder's readers (examples/embed: safetensors, tokenizer.json) have no target yet;
-# theirs join the table below.
+#   fuzz/run.sh <seconds> [target...]
+#   targets: gguf llama2c tokenizer bank capi safetensors tokenizer_json (default: all)
 set -euo pipefail
 if [ $# -lt 1 ]; then
   echo "usage: $0 <seconds-per-target> [target...]" >&2
@@ -23,8 +22,10 @@ declare -A targets=(
   [tokenizer]="examples/llama/fuzz/esamp_tokenizer_fuzz examples/llama/fuzz/seeds/tokenizer"
   [bank]="fuzz/esamp_bank_fuzz fuzz/seeds/bank"
   [capi]="fuzz/esamp_capi_fuzz fuzz/seeds/capi"
+  [safetensors]="examples/embed/fuzz/esamp_safetensors_fuzz examples/embed/fuzz/seeds/safetensors"
+  [tokenizer_json]="examples/embed/fuzz/esamp_tokenizer_json_fuzz examples/embed/fuzz/seeds/tokenizer_json"
 )
-order=(gguf llama2c tokenizer bank capi)
+order=(gguf llama2c tokenizer bank capi safetensors tokenizer_json)
 [ $# -gt 0 ] && order=("$@")
 
 build=build/fuzz

@@ -131,7 +131,8 @@ std::vector<float> SafetensorsFile::read_f32(const std::string& name,
     fail("{}: tensor \"{}\" has shape {}, expected {}", file_name_, name, shape_text(t.shape),
          shape_text(shape));
   std::vector<float> out((t.end - t.begin) / sizeof(float));
-  std::memcpy(out.data(), bytes_.data() + data_start_ + t.begin, t.end - t.begin);
+  // memcpy to the null data() of an empty vector is undefined, even for 0 bytes.
+  if (!out.empty()) std::memcpy(out.data(), bytes_.data() + data_start_ + t.begin, t.end - t.begin);
   return out;
 }
 

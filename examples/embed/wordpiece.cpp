@@ -118,9 +118,12 @@ WordPieceTokenizer WordPieceTokenizer::parse(std::string_view json_text,
     const std::string special_where = post_where + ".special_tokens." + name;
     const json& ids = field(field(specials, name.c_str(), json::value_t::object, post_where), "ids",
                             json::value_t::array, special_where);
-    if (ids.size() != 1 || !ids[0].is_number_integer())
-      fail("{}.ids: expected one integer id", special_where);
-    return ids[0].get<int>();
+    // A JSON integer above INT64_MAX reads as negative here, so it is refused too.
+    const std::int64_t id =
+        ids.size() == 1 && ids[0].is_number_integer() ? ids[0].get<std::int64_t>() : -1;
+    if (id < 0 || id > std::numeric_limits<int>::max())
+      fail("{}.ids = {}: expected one non-negative integer id", special_where, ids.dump());
+    return static_cast<int>(id);
   };
   if (single.size() != 3 || !single[1].contains("Sequence"))
     fail("{}.single: expected [SpecialToken, Sequence, SpecialToken]", post_where);

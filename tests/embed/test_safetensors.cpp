@@ -38,6 +38,18 @@ TEST_CASE("The safetensors reader returns each tensor's floats in file order") {
   REQUIRE(f.read_f32("b", {2}) == std::vector<float>{6, 7});
 }
 
+TEST_CASE("An empty F32 tensor reads as no elements") {
+  // Found by the safetensors fuzzer: read_f32 passed the empty vector's null data() to memcpy
+  // (UBSan: null pointer passed as argument 1) on these tensors, its seed scalar_and_empty.
+  const SafetensorsFile f = SafetensorsFile::parse(
+      "t.safetensors", file_bytes(R"({"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
+                                  R"("e":{"dtype":"F32","shape":[0,4],"data_offsets":[4,4]},)"
+                                  R"("u":{"dtype":"U8","shape":[3],"data_offsets":[4,7]}})",
+                                  7));
+  REQUIRE(f.read_f32("e", {0, 4}).empty());
+  REQUIRE(f.read_f32("s", {}) == std::vector<float>{0});
+}
+
 TEST_CASE("A truncated safetensors file is an error naming the problem") {
   SECTION("shorter than the header length") {
     REQUIRE_THROWS_WITH(SafetensorsFile::parse("t", {1, 2, 3}),

@@ -89,3 +89,17 @@ TEST_CASE("A tokenizer.json of another kind is an error naming the field") {
   REQUIRE_THROWS_WITH(WordPieceTokenizer::load("/nonexistent/tokenizer.json"),
                       Contains("/nonexistent/tokenizer.json: cannot be opened"));
 }
+
+TEST_CASE("A special token id that is negative or beyond INT_MAX is an error naming it") {
+  // Found while writing the tokenizer_json fuzzer, whose id check aborts on the crafted seed
+  // regression_negative_cls: a negative id was kept (encode gave it, and the encoder's max_id()
+  // check let it through to the embedding lookup) and 2^32 + 2 was cut to 2.
+  for (const char* id : {"-7", "4294967298", "18446744073709551615"}) {
+    std::string file = tokenizer_json();
+    const std::string cls_ids = R"("ids": [2])";
+    file.replace(file.find(cls_ids), cls_ids.size(), std::string(R"("ids": [)") + id + "]");
+    REQUIRE_THROWS_WITH(WordPieceTokenizer::parse(file, "tok.json"),
+                        Contains("special_tokens.[CLS].ids = [" + std::string(id) +
+                                 "]: expected one non-negative integer id"));
+  }
+}
