@@ -12,6 +12,7 @@
 #include <thread>
 #include <unsupported/Eigen/SpecialFunctions>
 
+#include "models/model_dir.hpp"
 #include "safetensors.hpp"
 #include "wordpiece.hpp"
 
@@ -280,11 +281,8 @@ std::optional<std::string> find_embedder_dir() {
   std::string dir;
   if (const char* env = std::getenv("ESAMP_EMBEDDER_DIR"); env != nullptr && *env != '\0') {
     dir = env;
-  } else if (const char* cache = std::getenv("XDG_CACHE_HOME");
-             cache != nullptr && *cache != '\0') {
-    dir = std::string(cache) + "/esamp/all-minilm-l6-v2";
-  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    dir = std::string(home) + "/.cache/esamp/all-minilm-l6-v2";
+  } else if (const auto cache = models::cache_dir()) {
+    dir = *cache + "/all-minilm-l6-v2";
   } else {
     return std::nullopt;
   }

@@ -48,8 +48,8 @@ class ESAMP_EMBED_API SentenceEncoder {
   std::shared_ptr<const BertWeights> weights_;
 };
 
-// The encoder's folder: ESAMP_EMBEDDER_DIR when set, else
-// ${XDG_CACHE_HOME:-~/.cache}/esamp/all-minilm-l6-v2 (where scripts/fetch-embedder puts it); an
+// The encoder's folder: ESAMP_EMBEDDER_DIR when set, else the cache folder all-minilm-l6-v2 in
+// esamp::models::cache_dir() (~/.cache/esamp by default; scripts/fetch-embedder puts it there); an
 // empty optional when model.safetensors or tokenizer.json is absent there.
 ESAMP_EMBED_API std::optional<std::string> find_embedder_dir();
 

@@ -21,18 +21,24 @@ bool model_dir_from_environment() { return !environment("ESAMP_MODEL_DIR").empty
 
 }  // namespace
 
-std::string model_dir() {
-  if (model_dir_from_environment()) return environment("ESAMP_MODEL_DIR");
+std::optional<std::string> cache_dir() {
   std::string cache = environment("XDG_CACHE_HOME");
   if (cache.empty() || cache.front() != '/') {  // the XDG spec ignores a relative path
     const std::string home = environment("HOME");
-    if (home.empty())
-      throw std::runtime_error(
-          "no model folder: ESAMP_MODEL_DIR, XDG_CACHE_HOME and HOME are all unset; set "
-          "ESAMP_MODEL_DIR to a folder holding the model files");
+    if (home.empty()) return std::nullopt;
     cache = home + "/.cache";
   }
-  return cache + "/esamp/models";
+  return cache + "/esamp";
+}
+
+std::string model_dir() {
+  if (model_dir_from_environment()) return environment("ESAMP_MODEL_DIR");
+  const auto cache = cache_dir();
+  if (!cache)
+    throw std::runtime_error(
+        "no model folder: ESAMP_MODEL_DIR, XDG_CACHE_HOME and HOME are all unset; set "
+        "ESAMP_MODEL_DIR to a folder holding the model files");
+  return *cache + "/models";
 }
 
 std::string model_file(const std::string& name) {

@@ -6,24 +6,25 @@
 #include <string>
 #include <vector>
 
+#include "../scoped_env.hpp"
 #include "embed/sentence_encoder.hpp"
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::WithinAbs;
 using esamp::embed::SentenceEncoder;
+using esamp::test::ScopedEnv;
 
 namespace {
 
-// ESAMP_EMBEDDER_DIR, failing (never skipping) the test when it does not hold the encoder.
+// The encoder's folder (find_embedder_dir: ESAMP_EMBEDDER_DIR, else the cache), failing (never
+// skipping) the test when the encoder is not there.
 std::string embedder_dir() {
-  const char* dir = std::getenv("ESAMP_EMBEDDER_DIR");
-  if (dir == nullptr || *dir == '\0')
+  const auto dir = esamp::embed::find_embedder_dir();
+  if (!dir)
     FAIL(
-        "ESAMP_EMBEDDER_DIR is not set: run scripts/fetch-embedder and point it at the folder it "
-        "prints");
-  if (!std::ifstream(std::string(dir) + "/model.safetensors"))
-    FAIL("ESAMP_EMBEDDER_DIR=" << dir << " holds no model.safetensors: run scripts/fetch-embedder");
-  return dir;
+        "no sentence encoder: run scripts/fetch-embedder (into ~/.cache/esamp/all-minilm-l6-v2) "
+        "or set ESAMP_EMBEDDER_DIR to a folder holding model.safetensors and tokenizer.json");
+  return *dir;
 }
 
 const SentenceEncoder& encoder() {
@@ -120,16 +121,29 @@ TEST_CASE("Loading a truncated or mis-shaped model.safetensors is an error namin
     std::filesystem::remove_all(scratch_folder(name));
 }
 
-TEST_CASE("find_embedder_dir follows ESAMP_EMBEDDER_DIR and is empty where the files are not") {
-  const char* saved = std::getenv("ESAMP_EMBEDDER_DIR");
-  const std::string dir = saved == nullptr ? "" : saved;
-  setenv("ESAMP_EMBEDDER_DIR", "/nonexistent", 1);
-  REQUIRE_FALSE(esamp::embed::find_embedder_dir().has_value());
-  if (!dir.empty()) {
-    setenv("ESAMP_EMBEDDER_DIR", dir.c_str(), 1);
-    REQUIRE(esamp::embed::find_embedder_dir() == dir);
-  } else {
-    unsetenv("ESAMP_EMBEDDER_DIR");
+TEST_CASE("find_embedder_dir: ESAMP_EMBEDDER_DIR, else the cache; empty without the files") {
+  {
+    ScopedEnv env("ESAMP_EMBEDDER_DIR", "/nonexistent");
+    REQUIRE_FALSE(esamp::embed::find_embedder_dir().has_value());
   }
-  encoder();  // fails this test, as the others, when the encoder is not there
+  const std::string home = scratch_folder("home");
+  const auto fill = [](const std::string& dir) {
+    std::filesystem::create_directories(dir);
+    for (const char* file : {"model.safetensors", "tokenizer.json"})
+      std::ofstream(dir + "/" + file);
+  };
+  ScopedEnv unset("ESAMP_EMBEDDER_DIR", nullptr);
+  ScopedEnv home_env("HOME", home.c_str());
+  {
+    ScopedEnv xdg("XDG_CACHE_HOME", (home + "/xdg").c_str());
+    REQUIRE_FALSE(esamp::embed::find_embedder_dir().has_value());  // no files there yet
+    fill(home + "/xdg/esamp/all-minilm-l6-v2");
+    REQUIRE(esamp::embed::find_embedder_dir() == home + "/xdg/esamp/all-minilm-l6-v2");
+  }
+  {
+    ScopedEnv xdg("XDG_CACHE_HOME", "relative/cache");  // ignored, as the XDG spec says
+    fill(home + "/.cache/esamp/all-minilm-l6-v2");
+    REQUIRE(esamp::embed::find_embedder_dir() == home + "/.cache/esamp/all-minilm-l6-v2");
+  }
+  std::filesystem::remove_all(home);
 }

@@ -9,6 +9,7 @@
 
 #include "../model_dir.hpp"
 #include "../program_run.hpp"
+#include "../scoped_env.hpp"
 
 namespace esamp::eval {
 namespace {
@@ -18,6 +19,7 @@ using esamp::test::model_file;
 using esamp::test::Capture;
 using esamp::test::file_text;
 using esamp::test::ProgramRun;
+using esamp::test::ScopedEnv;
 
 ProgramRun run_esamp_eval(const std::vector<std::string>& arguments, bool capture_stderr) {
   return esamp::test::run_program(
@@ -126,16 +128,9 @@ TEST_CASE("a tiny esamp-eval run is deterministic given its seeds") {
 }
 
 TEST_CASE("esamp-eval without the sentence encoder says so and leaves the semantic columns empty") {
-  const char* const saved = std::getenv("ESAMP_EMBEDDER_DIR");
-  const std::string restore = saved != nullptr ? saved : "";
-  setenv("ESAMP_EMBEDDER_DIR", "/nonexistent/esamp-embedder", 1);
+  const ScopedEnv no_encoder("ESAMP_EMBEDDER_DIR", "/nonexistent/esamp-embedder");
   const std::string csv = "esamp_eval_test_no_encoder.csv";
   const ProgramRun run = run_esamp_eval(tiny_run(csv, "0"), false);
-  if (saved != nullptr) {
-    setenv("ESAMP_EMBEDDER_DIR", restore.c_str(), 1);
-  } else {
-    unsetenv("ESAMP_EMBEDDER_DIR");
-  }
   REQUIRE(run.exit_status == 0);
   CHECK_THAT(run.output,
              Catch::Contains("- semantic diversity: not measured (no sentence encoder)"));

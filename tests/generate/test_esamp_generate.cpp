@@ -6,11 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "../scoped_env.hpp"
 #include "embed/sentence_encoder.hpp"
 #include "generate_test_support.hpp"
 
 namespace esamp::generation::test {
 namespace {
+
+using esamp::test::ScopedEnv;
 
 // llama2.c `run -t 0 -n 200` from an empty prompt: 200 forward passes, the first reading BOS, each
 // choosing one token; so 200 new tokens. Its output ends with "\n", as esamp-generate's does.
@@ -184,16 +187,9 @@ TEST_CASE("the text output names the chosen temperature and the perplexities it 
 }
 
 TEST_CASE("without the sentence encoder a run says so once and reports the rest") {
-  const char* const saved = std::getenv("ESAMP_EMBEDDER_DIR");
-  const std::string restore = saved != nullptr ? saved : "";
-  setenv("ESAMP_EMBEDDER_DIR", "/nonexistent/esamp-embedder", 1);
+  const ScopedEnv no_encoder("ESAMP_EMBEDDER_DIR", "/nonexistent/esamp-embedder");
   const ProgramRun errors = run_esamp_generate(short_run({"--compare"}), Capture::standard_error);
   const ProgramRun json = run_esamp_generate(short_run({"--json"}), Capture::standard_output);
-  if (saved != nullptr) {
-    setenv("ESAMP_EMBEDDER_DIR", restore.c_str(), 1);
-  } else {
-    unsetenv("ESAMP_EMBEDDER_DIR");
-  }
   REQUIRE(errors.exit_status == 0);
   const std::string message = "no sentence encoder";
   const std::size_t first = errors.output.find(message);

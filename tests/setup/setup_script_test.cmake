@@ -44,8 +44,8 @@ function(run_setup folder)
   set(calls "${calls}" PARENT_SCOPE)
 endfunction()
 
-set(build_packages
-    "cmake ninja-build g++ libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev ca-certificates")
+set(build_packages "cmake ninja-build g++ libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev")
+string(APPEND build_packages " ca-certificates python3-pip")
 set(update "apt-get update -qq (DEBIAN_FRONTEND=noninteractive)\n")
 set(install "apt-get install -y -q --no-install-recommends --no-upgrade ${build_packages}")
 
@@ -56,7 +56,7 @@ expect(calls STREQUAL "${update}${install} (DEBIAN_FRONTEND=noninteractive)\n")
 
 run_setup("${WORK_DIR}/root" --ci)
 expect(rc EQUAL 0)
-set(ci_packages "clang clang-format libclang-rt-14-dev python3-pip")
+set(ci_packages "clang clang-format libclang-rt-14-dev")
 expect(calls STREQUAL "${update}${install} ${ci_packages} (DEBIAN_FRONTEND=noninteractive)\n")
 
 make_path("${WORK_DIR}/user" 1000 TRUE)
