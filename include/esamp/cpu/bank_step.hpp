@@ -92,7 +92,7 @@ class BankStep {
         plan_(static_cast<std::size_t>(builder_.layout().size()), 0),
         source_finite_(static_cast<std::size_t>(max_rows), 0),
         target_finite_(static_cast<std::size_t>(max_rows), 0),
-        use_row_(static_cast<std::size_t>(max_rows), 0),
+        all_rows_(static_cast<std::size_t>(max_rows), 1),
         grad_(static_cast<std::size_t>(layout_.size())) {
     act_.resize(max_rows, layout_.hidden, layout_.rank);
     target_.resize(max_rows, layout_.hidden);
@@ -127,27 +127,26 @@ class BankStep {
     return source_finite_[static_cast<std::size_t>(p)] ? act_.y_hat.row(p).data() : nullptr;
   }
 
-  // Backward against the gathered targets and one optimizer step per slot present; rows whose
-  // source or target is not finite are left out, and a slot left with no row is not updated.
+  // Backward against the gathered targets and one optimizer step per slot present. Rows whose
+  // source or target is not finite are left out: the finite rows of a segment move to its front, in
+  // plan order, and are forwarded again on their own, so the update is bit for bit that of a step
+  // without the bad rows (their predictions, already used, are overwritten). A slot left with no
+  // row is not updated.
   TrainReport train(BankState& bank) {
     const StepPlanView plan = plan_view();
     TrainReport report;
     double loss_sum = 0.0;
     for (int s = 0; s < plan.segments(); ++s) {
       const int begin = plan.segment_begin(s), count = plan.segment_end(s) - begin;
-      std::int64_t used = 0;
-      for (int p = begin; p < begin + count; ++p) {
-        const auto k = static_cast<std::size_t>(p);
-        use_row_[k] = source_finite_[k] && target_finite_[k] ? 1 : 0;
-        used += use_row_[k];
-      }
+      const int used = keep_finite_rows(begin, count);
       report.rows_nonfinite += count - used;
       if (used == 0) continue;
       const int slot = plan.segment_slot(s);
-      const float loss = cpu::backward<float>(
-          {bank.slot_data(BankArray::parameters, slot), layout_}, config_.output_norm, act_, begin,
-          count, target_.middleRows(begin, count), use_row_.data() + begin, {grad_.data(), layout_},
-          scratch_);
+      const ParameterMaps<const float> params{bank.slot_data(BankArray::parameters, slot), layout_};
+      if (used < count) cpu::forward<float>(params, config_.output_norm, act_, begin, used);
+      const float loss = cpu::backward<float>(params, config_.output_norm, act_, begin, used,
+                                              target_.middleRows(begin, used), all_rows_.data(),
+                                              {grad_.data(), layout_}, scratch_);
       apply_update(bank, slot);
       loss_sum += loss;
       report.rows_trained += used;
@@ -158,6 +157,22 @@ class BankStep {
   }
 
  private:
+  // Moves the rows of positions [begin, begin + count) whose source and target are both finite to
+  // the front of that range, keeping their order; returns how many there are.
+  int keep_finite_rows(int begin, int count) {
+    int kept = begin;
+    for (int p = begin; p < begin + count; ++p) {
+      const auto k = static_cast<std::size_t>(p);
+      if (!source_finite_[k] || !target_finite_[k]) continue;
+      if (p != kept) {
+        act_.x.row(kept) = act_.x.row(p);
+        target_.row(kept) = target_.row(p);
+      }
+      ++kept;
+    }
+    return kept - begin;
+  }
+
   void apply_update(BankState& bank, int slot) {
     const std::int64_t step = ++bank.slot_updates(slot);
     float* params = bank.slot_data(BankArray::parameters, slot);
@@ -178,7 +193,7 @@ class BankStep {
   Matrix<float> target_;                     // [max_rows, H] by plan position
   std::vector<std::uint8_t> source_finite_;  // [max_rows] by plan position
   std::vector<std::uint8_t> target_finite_;  // [max_rows] by plan position
-  std::vector<std::uint8_t> use_row_;        // [max_rows] both finite
+  std::vector<std::uint8_t> all_rows_;       // [max_rows] of 1: backward's mask, every row used
   BackwardScratch<float> scratch_;
   std::vector<float> grad_;  // one slot's gradient
 };
