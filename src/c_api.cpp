@@ -77,6 +77,8 @@ esamp_status guarded(const char* function, Body&& body) noexcept {
     return ESAMP_STATUS_OK;
   } catch (const StatusError& e) {
     return record(e.status(), function, e.what());
+  } catch (const esamp::BankFull& e) {
+    return record(ESAMP_STATUS_BANK_FULL, function, e.what());
   } catch (const esamp::Error& e) {
     return record(ESAMP_STATUS_INVALID_ARGUMENT, function, e.what());
   } catch (const std::bad_alloc&) {
@@ -331,7 +333,7 @@ esamp_status esamp_open_group(esamp_sampler* sampler, esamp_group* out) {
   return guarded(__func__, [&] {
     require(sampler, "sampler");
     require(out, "out");
-    *out = relabel(ESAMP_STATUS_BANK_FULL, [&] { return sampler->sampler.open_group(); });
+    *out = sampler->sampler.open_group();
   });
 }
 
@@ -339,8 +341,7 @@ esamp_status esamp_open_group_with_beta(esamp_sampler* sampler, float beta, esam
   return guarded(__func__, [&] {
     require(sampler, "sampler");
     require(out, "out");
-    esamp::detail::check_beta("beta", beta);  // an argument error, not a full bank
-    *out = relabel(ESAMP_STATUS_BANK_FULL, [&] { return sampler->sampler.open_group(beta); });
+    *out = sampler->sampler.open_group(beta);
   });
 }
 

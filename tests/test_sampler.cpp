@@ -373,6 +373,7 @@ TEST_CASE(
   const GroupId a = s.open_group(), b = s.open_group();
   REQUIRE(s.slot_of(a) != s.slot_of(b));
   REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
+  REQUIRE_THROWS_AS(s.open_group(), esamp::BankFull);  // told apart from a bad argument
   for (std::uint32_t t = 0; t < 3; ++t) run_step(s, {a, b, a}, random_step(3, 800 + 3 * t));
   const int freed = s.slot_of(a);
   REQUIRE(s.bank().updates(freed) == 3);

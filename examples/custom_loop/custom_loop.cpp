@@ -74,16 +74,22 @@ int main() {
     }
     Matrix final_hidden = ToyModel::rms_norm(hidden);
 
-    // 3. Latent mode: mix the prediction into the final hidden states, in place, before the head.
-    sampler.mix_hidden(esamp::MatrixView(final_hidden.data(), rows, kHidden));
-    const Matrix logits = final_hidden * model.embedding.transpose();
+    // 3. The two mixing points, whatever ExplorationConfig.mix is: before the LM head on the
+    //    final-normed rows (latent mode mixes the prediction in here, in place), after it on the
+    //    logits (candidates mode mixes the filter's candidates here, with the LM head's weights).
+    sampler.before_lm_head(esamp::MatrixView(final_hidden.data(), rows, kHidden));
+    Matrix logits = final_hidden * model.embedding.transpose();
+    sampler.after_lm_head(esamp::MatrixView(logits.data(), rows, kVocab),
+                          esamp::ConstMatrixView(model.embedding.data(), kVocab, kHidden), &filter);
 
     // 4. End the step: the distiller trains on this step's (source, target) pairs.
     sampler.end_step();
 
-    // The engine samples as usual; a draw depends on (seed, sequence, position) only.
+    // The engine samples as usual, with the filter the sampler says (candidates mode has already
+    // applied it); a draw depends on (seed, sequence, position) only.
+    const esamp::Filter draw = sampler.sampling_filter(filter);
     for (int i = 0; i < rows; ++i) {
-      tokens[i] = esamp::sample({logits.row(i).data(), kVocab}, filter,
+      tokens[i] = esamp::sample({logits.row(i).data(), kVocab}, draw,
                                 {42, static_cast<std::uint64_t>(i), position}, scratch);
       samples[static_cast<std::size_t>(i)].push_back(tokens[i]);
     }

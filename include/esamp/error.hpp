@@ -16,6 +16,13 @@ class Error : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// open_group when every slot of the bank is taken: the one Error a caller may want to tell apart
+// (close a group, or wait for one to end, and try again).
+class BankFull : public Error {
+ public:
+  using Error::Error;
+};
+
 template <class... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
   throw Error(fmt::format(format, std::forward<Args>(args)...));

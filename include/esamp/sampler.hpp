@@ -83,8 +83,9 @@ class ExploratorySampler {
     if (exploration_.sharing == Sharing::per_group) {
       while (slot < distiller_.slots && slot_in_use_[static_cast<std::size_t>(slot)]) ++slot;
       if (slot == distiller_.slots)
-        fail("open_group: the bank is full: all {} slots are in use (DistillerConfig.slots)",
-             distiller_.slots);
+        throw BankFull(fmt::format(
+            "open_group: the bank is full: all {} slots are in use (DistillerConfig.slots)",
+            distiller_.slots));
       backend_->reset_slot(slot);
       slot_in_use_[static_cast<std::size_t>(slot)] = 1;
     }

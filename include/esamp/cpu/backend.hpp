@@ -58,13 +58,18 @@ class Backend final : public SamplerBackend {
     for (int i = 0; i < static_cast<int>(final_hidden.rows); ++i) {
       const float* y_hat = mixable(i);
       if (!y_hat) continue;
+      ++stats_.rows_mixed;
+      const float beta = step_.plan_view().row_beta(i);
+      if (final_hidden.dtype == DType::f32) {  // in place
+        float* row = static_cast<float*>(final_hidden.data) + i * final_hidden.stride;
+        mix_latent_row(row, y_hat, final_hidden.cols, beta, exploration_.latent_mix);
+        continue;
+      }
       for (std::int64_t j = 0; j < final_hidden.cols; ++j)
         row_[static_cast<std::size_t>(j)] = final_hidden.at(i, j);
-      mix_latent_row(row_.data(), y_hat, final_hidden.cols, step_.plan_view().row_beta(i),
-                     exploration_.latent_mix);
+      mix_latent_row(row_.data(), y_hat, final_hidden.cols, beta, exploration_.latent_mix);
       for (std::int64_t j = 0; j < final_hidden.cols; ++j)
         final_hidden.set(i, j, row_[static_cast<std::size_t>(j)]);
-      ++stats_.rows_mixed;
     }
   }
 
@@ -175,7 +180,7 @@ class Backend final : public SamplerBackend {
   std::vector<int> row_slots_;   // [rows] slot of each row this step
   std::vector<float> row_beta_;  // [rows] β of each row this step
   bool planned_ = false;         // step_ holds this step's plan
-  std::vector<float> row_;       // [H] one row of h while it is mixed
+  std::vector<float> row_;       // [H] one f16/bf16 row of h, as f32, while it is mixed
   std::vector<float> logit_row_;
   std::vector<int> candidates_;
   Stats stats_;
