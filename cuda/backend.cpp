@@ -199,7 +199,7 @@ UpdateTarget Backend::update_target() const {
   t.rule = config_.optimizer == Optimizer::adamw ? UpdateRule::adamw : UpdateRule::sgd;
   t.settings = optimizer_settings_;
   t.segment_used = ws<const std::int32_t>(WorkspaceBuffer::segment_used);
-  t.segment_bias = ws<const float>(WorkspaceBuffer::segment_bias);
+  t.segment_scale = ws<const AdamWScale>(WorkspaceBuffer::segment_scale);
   return t;
 }
 
@@ -345,7 +345,8 @@ void Backend::end_step() {
         "end_step: GatherRows");
   record(target_stage_free_, side_);
   check(PrepareSlotUpdates(plan, source_finite, target_finite, optimizer_settings_, target.rule,
-                           steps_, segment_used, ws<float>(WorkspaceBuffer::segment_bias), side_),
+                           steps_, segment_used, ws<AdamWScale>(WorkspaceBuffer::segment_scale),
+                           side_),
         "PrepareSlotUpdates");
   check(MseLayerNormBackward(params_, l, norm, plan, ws<const float>(WorkspaceBuffer::y_hat), y,
                              z_hat, ws<const float>(WorkspaceBuffer::rstd), source_finite,

@@ -175,8 +175,7 @@ __device__ __forceinline__ void update_parameter(const UpdateTarget& t, const We
   detail::apply_update<kRule>(
       t.bank.params + slot_base, kAdamW ? t.bank.first_moment + slot_base : nullptr,
       kAdamW ? t.bank.second_moment + slot_base : nullptr, index, grad, settings,
-      kAdamW ? t.segment_bias[2 * b.segment] : 1.0f,
-      kAdamW ? t.segment_bias[2 * b.segment + 1] : 1.0f,
+      kAdamW ? t.segment_scale[b.segment] : AdamWScale{},
       kRule == UpdateRule::store_gradient ? t.gradient_out + b.segment * size : nullptr);
 }
 
@@ -321,7 +320,7 @@ __global__ void prepare_slot_updates_kernel(const StepPlanView plan,
                                             const OptimizerSettings* __restrict__ settings,
                                             bool count_step, std::int64_t* __restrict__ steps,
                                             std::int32_t* __restrict__ segment_used,
-                                            float* __restrict__ segment_bias) {
+                                            AdamWScale* __restrict__ segment_scale) {
   const int s = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (s >= plan.segments()) return;
   int used = 0;
@@ -330,8 +329,7 @@ __global__ void prepare_slot_updates_kernel(const StepPlanView plan,
   segment_used[s] = used;
   if (used == 0 || !count_step) return;
   const std::int64_t step = ++steps[plan.segment_slot(s)];
-  segment_bias[2 * s] = detail::bias_correction(settings->beta1, step);
-  segment_bias[2 * s + 1] = detail::bias_correction(settings->beta2, step);
+  segment_scale[s] = adamw_scale(*settings, step);
 }
 
 __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
@@ -534,11 +532,11 @@ cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool o
 cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* source_finite,
                                const std::uint8_t* target_finite, const OptimizerSettings* settings,
                                UpdateRule rule, std::int64_t* steps, std::int32_t* segment_used,
-                               float* segment_bias, cudaStream_t stream) {
+                               AdamWScale* segment_scale, cudaStream_t stream) {
   prepare_slot_updates_kernel<<<static_cast<unsigned>(ceil_div(plan.layout.max_segments, 128)), 128,
                                 0, stream>>>(plan, source_finite, target_finite, settings,
                                              rule != UpdateRule::store_gradient, steps,
-                                             segment_used, segment_bias);
+                                             segment_used, segment_scale);
   return cudaGetLastError();
 }
 

@@ -32,7 +32,7 @@ struct UpdateTarget {
   UpdateRule rule = UpdateRule::adamw;
   const OptimizerSettings* settings = nullptr;  // device
   const std::int32_t* segment_used = nullptr;   // [max_segments] segments with 0 are left untouched
-  const float* segment_bias = nullptr;          // [max_segments, 2] AdamW 1 - beta1^t, 1 - beta2^t
+  const AdamWScale* segment_scale = nullptr;    // [max_segments] each segment's AdamW constants
   float* gradient_out = nullptr;
 };
 
@@ -65,12 +65,12 @@ cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool o
                              cudaStream_t stream = nullptr);
 
 // Per segment: the rows that train it (source and target finite) into segment_used; for AdamW and
-// SGD with at least one such row, steps[slot] += 1 and the bias corrections of that step into
-// segment_bias. Runs before any update of the step.
+// SGD with at least one such row, steps[slot] += 1 and that update's AdamW constants
+// (adamw_scale) into segment_scale. Runs before any update of the step.
 cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* source_finite,
                                const std::uint8_t* target_finite, const OptimizerSettings* settings,
                                UpdateRule rule, std::int64_t* steps, std::int32_t* segment_used,
-                               float* segment_bias, cudaStream_t stream = nullptr);
+                               AdamWScale* segment_scale, cudaStream_t stream = nullptr);
 
 // Per row: dy = 2 (y_hat - y) / (used H) and dz through the LayerNorm (zero rows where the row does
 // not train), row_sq_error = sum (y_hat - y)^2.

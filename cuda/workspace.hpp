@@ -62,7 +62,7 @@ enum class WorkspaceBuffer : int {
   target_finite,  // u8 [max_rows] by position
   segment_steps,  // i64 [max_segments] optimizer steps of each segment's slot at the forward
   segment_used,   // i32 [max_segments] rows that train the slot (source and target finite)
-  segment_bias,   // f32 [max_segments, 2] AdamW bias corrections 1 - beta^t of this update
+  segment_scale,  // AdamWScale [max_segments] the constants of each segment's AdamW update
   gate_partial,   // f32 [gate_splits, max_rows, 2r] split-K partials of x [A | G]
   u,              // f32 [max_rows, r] x A
   pre,            // f32 [max_rows, r] x G + b
@@ -117,7 +117,7 @@ struct WorkspaceLayout {
         R,
         S * sizeof(std::int64_t),
         S * sizeof(std::int32_t),
-        S * 2 * f,
+        S * sizeof(AdamWScale),
         static_cast<std::size_t>(l.gate_splits) * R * 2 * r * f,
         R * r * f,
         R * r * f,

@@ -11,16 +11,11 @@
 
 namespace esamp::cuda::detail {
 
-// 1 - beta^t in double, then float: what cpu::adamw_update computes for step t.
-__device__ __forceinline__ float bias_correction(float beta, std::int64_t step) {
-  return static_cast<float>(1.0 - pow(static_cast<double>(beta), static_cast<double>(step)));
-}
-
 // One update of parameter `index` of a slot: params/m/v point at the slot's arrays.
 template <UpdateRule kRule>
 __device__ __forceinline__ void apply_update(float* __restrict__ params, float* __restrict__ m,
                                              float* __restrict__ v, std::int64_t index, float grad,
-                                             const OptimizerSettings& s, float bias1, float bias2,
+                                             const OptimizerSettings& s, const AdamWScale& scale,
                                              float* __restrict__ gradient_out) {
   if constexpr (kRule == UpdateRule::store_gradient) {
     gradient_out[index] = grad;
@@ -32,11 +27,10 @@ __device__ __forceinline__ void apply_update(float* __restrict__ params, float* 
         add_rn(mul_rn(s.beta2, v[index]), mul_rn(mul_rn(sub_rn(1.0f, s.beta2), grad), grad));
     m[index] = m_new;
     v[index] = v_new;
-    const float m_hat = __fdiv_rn(m_new, bias1);
-    const float v_hat = __fdiv_rn(v_new, bias2);
     const float decay = sub_rn(1.0f, mul_rn(s.lr, s.weight_decay));
-    params[index] = sub_rn(mul_rn(params[index], decay),
-                           __fdiv_rn(mul_rn(s.lr, m_hat), add_rn(__fsqrt_rn(v_hat), s.eps)));
+    const float denom = add_rn(mul_rn(__fsqrt_rn(v_new), scale.inv_sqrt_bias2), s.eps);
+    params[index] =
+        sub_rn(mul_rn(params[index], decay), mul_rn(scale.step_size, __fdiv_rn(m_new, denom)));
   }
 }
 

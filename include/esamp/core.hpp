@@ -77,6 +77,23 @@ struct OptimizerSettings {
   }
 };
 
+// The two constants of a slot's t-th AdamW update (t from 1): the step size lr / (1 − β1^t) and
+// 1 / √(1 − β2^t), each computed in double and rounded once to float. With them the update of one
+// parameter is one square root and one division (cpu::adamw_update and the kernels' apply_update,
+// op for op): θ ← θ (1 − lr·wd) − step_size · m / (√v · inv_sqrt_bias2 + eps).
+struct AdamWScale {
+  float step_size = 0.0f;
+  float inv_sqrt_bias2 = 0.0f;
+};
+
+ESAMP_HOST_DEVICE inline AdamWScale adamw_scale(const OptimizerSettings& s, std::int64_t step) {
+  const double t = static_cast<double>(step);
+  const double bias1 = 1.0 - pow(static_cast<double>(s.beta1), t);
+  const double bias2 = 1.0 - pow(static_cast<double>(s.beta2), t);
+  return {static_cast<float>(static_cast<double>(s.lr) / bias1),
+          static_cast<float>(1.0 / sqrt(bias2))};
+}
+
 // Counters since construction; the CUDA kernels update the same record in device memory.
 struct Stats {
   std::int64_t steps = 0;                   // end_step calls

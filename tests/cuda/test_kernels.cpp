@@ -227,7 +227,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   const int max_segments = plan.layout.max_segments;
   DeviceArray<std::int64_t> steps(std::vector<std::int64_t>(static_cast<std::size_t>(slots), 5));
   DeviceArray<std::int32_t> used(static_cast<std::size_t>(max_segments));
-  DeviceArray<float> bias(static_cast<std::size_t>(2 * max_segments));
+  DeviceArray<AdamWScale> scale(static_cast<std::size_t>(max_segments));
   DeviceArray<OptimizerSettings> settings(std::vector<OptimizerSettings>{OptimizerSettings{}});
   DeviceArray<float> dy(static_cast<std::size_t>(rows * hidden)), dz(dy.size());
   DeviceArray<float> sq(static_cast<std::size_t>(rows));
@@ -242,10 +242,10 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   t.rule = UpdateRule::store_gradient;
   t.settings = settings.get();
   t.segment_used = used.get();
-  t.segment_bias = bias.get();
+  t.segment_scale = scale.get();
   t.gradient_out = grad.get();
   CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), source_finite.get(), target_finite.get(),
-                                  settings.get(), t.rule, steps.get(), used.get(), bias.get()));
+                                  settings.get(), t.rule, steps.get(), used.get(), scale.get()));
   CUDA_REQUIRE(MseLayerNormBackward(params.get(), l, output_norm, plan.view(), f.y_hat.get(),
                                     target.get(), f.z_hat.get(), f.rstd.get(), source_finite.get(),
                                     target_finite.get(), used.get(), dy.get(), dz.get(), sq.get()));
@@ -365,15 +365,15 @@ TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle sl
   DeviceArray<std::uint8_t> sok(source_ok), tok(target_ok);
   DeviceArray<OptimizerSettings> settings(std::vector<OptimizerSettings>{hyper});
   DeviceArray<std::int32_t> used(static_cast<std::size_t>(max_segments));
-  DeviceArray<float> bias(static_cast<std::size_t>(2 * max_segments));
+  DeviceArray<AdamWScale> scale(static_cast<std::size_t>(max_segments));
   UpdateTarget t;
   t.bank = {theta.get(), m.get(), v.get(), steps.get(), l};
   t.rule = rule;
   t.settings = settings.get();
   t.segment_used = used.get();
-  t.segment_bias = bias.get();
+  t.segment_scale = scale.get();
   CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), sok.get(), tok.get(), settings.get(), rule,
-                                  steps.get(), used.get(), bias.get()));
+                                  steps.get(), used.get(), scale.get()));
   CUDA_REQUIRE(UpdateParameterRange(plan.view(), g.get(), l.size(), 0, l.size(), t));
   const std::vector<float> theta1 = theta.download(), m1 = m.download(), v1 = v.download();
   const std::vector<std::int64_t> steps1 = steps.download();
@@ -394,9 +394,9 @@ TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle sl
     }
   }
   CHECK(steps1 == steps_ref);
-  // The update is written op for op like the CPU's: moments and SGD bit for bit. AdamW's bias
-  // correction 1 - beta^t goes through the device pow (<= 2 ulp in double, then rounded to float),
-  // which may move the parameter by an ulp or two.
+  // The update is written op for op like the CPU's: moments and SGD bit for bit. AdamW's
+  // constants (adamw_scale: 1 - beta^t) go through the device pow (<= 2 ulp in double, then
+  // rounded to float), which may move the parameter by an ulp or two.
   CHECK(m1 == m_ref);
   CHECK(v1 == v_ref);
   for (std::size_t i = 0; i < n; ++i) {
