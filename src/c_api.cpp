@@ -165,6 +165,7 @@ esamp::ExplorationConfig to_config(const esamp_exploration_params& p) {
   c.sharing = to_enum<esamp::Sharing>(p.sharing, 2, kOwner, "sharing", "esamp_sharing");
   c.max_rows = p.max_rows;
   c.background_training = p.background_training;
+  c.training_threads = p.training_threads;
   return c;
 }
 
@@ -265,6 +266,7 @@ esamp_exploration_params esamp_default_exploration_params(void) {
   p.sharing = static_cast<esamp_sharing>(c.sharing);
   p.max_rows = c.max_rows;
   p.background_training = c.background_training;
+  p.training_threads = c.training_threads;
   return p;
 }
 

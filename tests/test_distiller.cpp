@@ -4,6 +4,7 @@
 #include <fstream>
 #include <limits>
 
+#include "esamp/cpu/bank_step.hpp"
 #include "esamp/distiller.hpp"
 #include "test_util.hpp"
 
@@ -129,6 +130,45 @@ std::vector<float> reference_gradient(const LatentDistiller& d, int slot, const 
 }
 
 }  // namespace
+
+TEST_CASE("a training step, in blocks of hidden units over threads, equals backward then update",
+          "[distiller][optimizer][thread]") {
+  // H = 80, r = 8: A/G blocks of 32, 32 and 16 hidden units and B blocks of 4 rows, on one thread
+  // or cut over three.
+  DistillerConfig c = small_config(1, GENERATE(Optimizer::adamw, Optimizer::sgd));
+  c.hidden_size = 80;
+  c.rank = 8;
+  const int threads = GENERATE(1, 3);
+  INFO("optimizer " << name(c.optimizer) << ", " << threads << " threads");
+  const LatentDistiller start(c);
+  const Mat x = random_matrix(5, 80, 20), y = random_matrix(5, 80, 21);
+  // The reference: the whole gradient, then one update over the whole slot.
+  std::vector<float> theta = flat(start, BankArray::parameters, 0);
+  std::vector<float> m(theta.size(), 0.0f), v(theta.size(), 0.0f);
+  const std::vector<float> grad = reference_gradient(start, 0, x, y);
+  const OptimizerSettings settings = OptimizerSettings::of(c);
+  if (c.optimizer == Optimizer::adamw)
+    cpu::adamw_update(theta.data(), m.data(), v.data(), grad.data(), start.layout().size(),
+                      settings, adamw_scale(settings, 1));
+  else
+    cpu::sgd_update(theta.data(), grad.data(), start.layout().size(), c.lr);
+
+  BankState bank = start.state();
+  cpu::BankStep step(c, 5, threads);
+  step.plan(std::vector<int>(5, 0), std::vector<float>(5, 0.5f));
+  step.forward(bank, cview(x));
+  step.gather_target(cview(y));
+  step.train(bank);
+  const auto whole = [&](BankArray array) {
+    const float* data = bank.slot_data(array, 0);
+    return std::vector<float>(data, data + start.layout().size());
+  };
+  REQUIRE(whole(BankArray::parameters) == theta);
+  if (c.optimizer == Optimizer::adamw) {
+    REQUIRE(whole(BankArray::first_moment) == m);
+    REQUIRE(whole(BankArray::second_moment) == v);
+  }
+}
 
 TEST_CASE("three AdamW updates equal a hand-written reference", "[distiller][optimizer]") {
   LatentDistiller d(small_config(1));

@@ -303,11 +303,16 @@ TEST_CASE("in candidates mode the temperature divides the mixed logit", "[sample
   }
 }
 
-TEST_CASE("background training gives bit-identical mixing, parameters and stats",
-          "[sampler][background]") {
+TEST_CASE("background training and shared training threads give bit-identical results",
+          "[sampler][background][thread]") {
+  // (background_training, training_threads): the hidden units are split unevenly across 3 parts.
+  const auto [background, threads] = GENERATE(std::make_pair(true, 1), std::make_pair(false, 2),
+                                              std::make_pair(false, 3), std::make_pair(true, 3));
+  INFO("background_training " << background << ", training_threads " << threads);
   ExplorationConfig e = exploration_config(0.9f);
   ExploratorySampler sync(kLayers, distiller_config(), e);
-  e.background_training = true;
+  e.background_training = background;
+  e.training_threads = threads;
   ExploratorySampler async(kLayers, distiller_config(), e);
   const std::vector<GroupId> sg = {sync.open_group(), sync.open_group(), sync.open_group()};
   const std::vector<GroupId> ag = {async.open_group(), async.open_group(), async.open_group()};

@@ -3,6 +3,7 @@
 // a second context with the same settings, one process, steps interleaved pairwise, rows in
 // {1, 4, 16}; prints a Markdown table of medians and ratios. Sampling is left out (the same for
 // both). Usage: esamp-bench-overhead-llama-cpp --model PATH [--steps N] [--threads N] [--rank R]
+// [--training-threads N] [--work] [--optimizer adamw|sgd]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@ struct BenchOptions {
   Optimizer optimizer = Optimizer::adamw;
   int threads = 0;
   int rank = DistillerConfig{}.rank;
+  int training_threads = ExplorationConfig{}.training_threads;
 };
 
 BenchOptions parse(int argc, const char* const* argv) {
@@ -47,8 +49,8 @@ BenchOptions parse(int argc, const char* const* argv) {
          o.threads = parse_int(option, v, 1, 1024);
        }},
       {"--work", "",
-       "instead: esamp's own work and a 1-thread llama.cpp step in thread CPU time, and the ratio "
-       "they imply on a quiet machine with --threads cores",
+       "instead: esamp's own work (training on one thread) and a 1-thread llama.cpp step in thread "
+       "CPU time, and the ratio they imply on a quiet machine with --threads cores",
        [](BenchOptions& o, auto, auto&) { o.work_only = true; }},
       {"--optimizer", "adamw|sgd", "distiller optimizer [adamw]",
        [](BenchOptions& o, auto option, const std::string& v) {
@@ -58,6 +60,11 @@ BenchOptions parse(int argc, const char* const* argv) {
       {"--rank", "R", "distiller rank [128]",
        [](BenchOptions& o, auto option, const std::string& v) {
          o.rank = parse_int(option, v, 1, 1 << 16);
+       }},
+      {"--training-threads", "N",
+       "threads sharing esamp's training step (ExplorationConfig.training_threads) [1]",
+       [](BenchOptions& o, auto option, const std::string& v) {
+         o.training_threads = parse_int(option, v, 1, 256);
        }},
   };
   parse_command_line(argc, argv, table, options);
@@ -176,6 +183,7 @@ int run(int argc, const char* const* argv) {
     distiller.optimizer = options.optimizer;
     ExplorationConfig exploration;  // beta 0.5, latent, layer 0 -> last layer
     exploration.max_rows = rows;
+    exploration.training_threads = options.training_threads;
     ExploratorySampler sampler(layers, distiller, exploration);
     const llama_context_params params =
         context_params({rows, prompt_length + options.steps + 1, options.threads});

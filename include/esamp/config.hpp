@@ -115,6 +115,11 @@ struct ExplorationConfig {
   int max_rows = 256;  // rows per step the workspace is sized for
   bool background_training =
       false;  // CPU: end_step trains on a worker thread, joined before next use
+  // CPU: threads that share each training step's weight gradients and optimizer update (the one
+  // that trains and training_threads - 1 more). It pays where cores are idle while esamp trains;
+  // inside llama.cpp decoding on every core it did not (bench/results/overhead-llama-cpp.md).
+  // CUDA ignores it.
+  int training_threads = 1;
 
   void validate(int num_layers) const;
 };
@@ -173,6 +178,8 @@ inline void ExplorationConfig::validate(int num_layers) const {
     fail("ExplorationConfig.warmup_updates = {}: must be in [0, 1000000]", warmup_updates);
   if (max_rows < 1 || max_rows > 1048576)
     fail("ExplorationConfig.max_rows = {}: must be in [1, 1048576]", max_rows);
+  if (training_threads < 1 || training_threads > 256)
+    fail("ExplorationConfig.training_threads = {}: must be in [1, 256]", training_threads);
 }
 
 }  // namespace esamp

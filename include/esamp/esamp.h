@@ -110,6 +110,7 @@ typedef struct esamp_exploration_params {
   esamp_sharing sharing;
   int32_t max_rows;         /* the most rows in one step: buffers are sized for it at creation */
   bool background_training; /* CPU: end_step trains on a worker thread */
+  int32_t training_threads; /* CPU: threads sharing each training step's update (default 1) */
 } esamp_exploration_params;
 
 /* Where a CUDA sampler runs (esamp_sampler_create_cuda); views it is given hold device memory. */

@@ -3,6 +3,7 @@
  * and the status and message of every error path. Usage: esamp_capi_test <directory for temporary
  * bank files>. Exit 0 only if every check passes; each failed check is printed with its line. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,7 +198,17 @@ static void test_bad_configs(void) {
   bad_e.sharing = (esamp_sharing)-1;
   CHECK_FAILS(esamp_sampler_create(kLayers, &d, &bad_e, &s), ESAMP_STATUS_INVALID_ARGUMENT, f,
               "sharing = -1");
+  bad_e = e;
+  bad_e.training_threads = 0;
+  CHECK_FAILS(esamp_sampler_create(kLayers, &d, &bad_e, &s), ESAMP_STATUS_INVALID_ARGUMENT, f,
+              "training_threads = 0");
   CHECK(s == NULL);
+  /* A caller built against an esamp.h from before training_threads gets its default. */
+  bad_e = e;
+  bad_e.training_threads = 0;
+  bad_e.struct_size = offsetof(esamp_exploration_params, training_threads);
+  CHECK_OK(esamp_sampler_create(kLayers, &d, &bad_e, &s));
+  esamp_sampler_destroy(s);
 }
 
 static void test_null_handles(esamp_sampler* s) {
@@ -545,7 +556,7 @@ static void test_cuda_create(void) {
 int main(int argc, char** argv) {
   const esamp_distiller_params d = distiller_params(kHidden);
   esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
-  int background;
+  int mode;
 
   if (argc != 2) {
     fprintf(stderr, "usage: %s <directory for temporary files>\n", argv[0]);
@@ -553,11 +564,13 @@ int main(int argc, char** argv) {
   }
   test_version();
   test_bad_configs();
-  /* Every check with training on the calling thread, then on a worker thread. */
-  for (background = 0; background < 2; ++background) {
+  /* Every check with training on the calling thread, on a worker thread, then shared by the
+     calling thread and one more. */
+  for (mode = 0; mode < 3; ++mode) {
     esamp_sampler* s = NULL;
     esamp_group groups[2] = {-1, -1};
-    e.background_training = background != 0;
+    e.background_training = mode == 1;
+    e.training_threads = mode == 2 ? 2 : 1;
     CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
     if (!s) continue;
     test_null_handles(s);

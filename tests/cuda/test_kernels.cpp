@@ -390,7 +390,7 @@ TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle sl
       cpu::sgd_update(theta_ref.data() + at, gs, l.size(), hyper.lr);
     } else {
       cpu::adamw_update(theta_ref.data() + at, m_ref.data() + at, v_ref.data() + at, gs, l.size(),
-                        hyper, steps_ref[static_cast<std::size_t>(slot)]);
+                        hyper, adamw_scale(hyper, steps_ref[static_cast<std::size_t>(slot)]));
     }
   }
   CHECK(steps1 == steps_ref);

@@ -20,7 +20,9 @@ namespace esamp::cpu {
 class Backend final : public SamplerBackend {
  public:
   Backend(const DistillerConfig& distiller, const ExplorationConfig& exploration)
-      : exploration_(exploration), bank_(distiller), step_(distiller, exploration.max_rows) {
+      : exploration_(exploration),
+        bank_(distiller),
+        step_(distiller, exploration.max_rows, exploration.training_threads) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));

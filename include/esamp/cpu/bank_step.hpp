@@ -10,12 +10,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "esamp/bank.hpp"
 #include "esamp/config.hpp"
 #include "esamp/core.hpp"
 #include "esamp/cpu/distiller_math.hpp"
+#include "esamp/detail/background_worker.hpp"
 #include "esamp/span.hpp"
 #include "esamp/tensor.hpp"
 
@@ -85,18 +87,26 @@ inline void gather_rows(const ConstMatrixView& src, const StepPlanView& plan, Ma
 
 class BankStep {
  public:
-  BankStep(const DistillerConfig& config, int max_rows)
+  // `threads`: how many threads share each slot's backward and update (the caller's and
+  // threads - 1 workers of this step's own).
+  BankStep(const DistillerConfig& config, int max_rows, int threads = 1)
       : config_(config),
+        settings_(OptimizerSettings::of(config)),
         layout_{config.hidden_size, config.rank},
         builder_(StepPlanLayout::make(max_rows, config.slots), config.slots),
         plan_(static_cast<std::size_t>(builder_.layout().size()), 0),
         source_finite_(static_cast<std::size_t>(max_rows), 0),
         target_finite_(static_cast<std::size_t>(max_rows), 0),
         all_rows_(static_cast<std::size_t>(max_rows), 1),
-        grad_(static_cast<std::size_t>(layout_.size())) {
+        vector_grad_(static_cast<std::size_t>(layout_.vector_size())),
+        parts_(static_cast<std::size_t>(threads)) {
     act_.resize(max_rows, layout_.hidden, layout_.rank);
     target_.resize(max_rows, layout_.hidden);
     scratch_.resize(max_rows, layout_.hidden, layout_.rank);
+    for (Part& part : parts_) part.resize(layout_.hidden, layout_.rank);
+    for (std::size_t t = 1; t < parts_.size(); ++t)
+      workers_.push_back(
+          std::make_unique<esamp::detail::BackgroundWorker>([this, t] { update_part(t); }));
   }
 
   // Plans a step: input row i belongs to slot row_slots[i] and explores with row_beta[i].
@@ -144,10 +154,10 @@ class BankStep {
       const int slot = plan.segment_slot(s);
       const ParameterMaps<const float> params{bank.slot_data(BankArray::parameters, slot), layout_};
       if (used < count) cpu::forward<float>(params, config_.output_norm, act_, begin, used);
-      const float loss = cpu::backward<float>(params, config_.output_norm, act_, begin, used,
-                                              target_.middleRows(begin, used), all_rows_.data(),
-                                              {grad_.data(), layout_}, scratch_);
-      apply_update(bank, slot);
+      const float loss = cpu::backward_rows<float>(params, config_.output_norm, act_, begin, used,
+                                                   target_.middleRows(begin, used),
+                                                   all_rows_.data(), vector_grad_.data(), scratch_);
+      update_slot(bank, slot, begin, used);
       loss_sum += loss;
       report.rows_trained += used;
       ++report.slots_updated;
@@ -173,19 +183,84 @@ class BankStep {
     return kept - begin;
   }
 
-  void apply_update(BankState& bank, int slot) {
+  // One thread's share of a slot's update: its weight gradients a block at a time, each block
+  // updated while it is in cache. A block is kUnits hidden units of A and G, or kRanks rows of B:
+  // contiguous in the slot, 16 KB each at rank 128 and 32 KB at H = 2048.
+  struct Part {
+    Matrix<float> gA, gG, gB;  // [kUnits, r], [kUnits, r], [kRanks, H]
+    void resize(std::int64_t hidden, std::int64_t rank) {
+      gA.resize(kUnits, rank);
+      gG.resize(kUnits, rank);
+      gB.resize(kRanks, hidden);
+    }
+  };
+  static constexpr Eigen::Index kUnits = 32, kRanks = 4;
+
+  // The slot and rows of the update under way, read by every part.
+  struct Update {
+    float* params = nullptr;
+    float* m = nullptr;
+    float* v = nullptr;
+    AdamWScale scale;
+    int begin = 0, rows = 0;
+  };
+
+  // One optimizer step on the slot: the weight gradients and their update shared by the parts,
+  // then b, w and c.
+  void update_slot(BankState& bank, int slot, int begin, int rows) {
     const std::int64_t step = ++bank.slot_updates(slot);
-    float* params = bank.slot_data(BankArray::parameters, slot);
+    update_ = {bank.slot_data(BankArray::parameters, slot), nullptr, nullptr, {}, begin, rows};
+    if (config_.optimizer == Optimizer::adamw) {
+      update_.m = bank.slot_data(BankArray::first_moment, slot);
+      update_.v = bank.slot_data(BankArray::second_moment, slot);
+      update_.scale = adamw_scale(settings_, step);
+    }
+    for (auto& worker : workers_) worker->start();
+    update_part(0);
+    for (auto& worker : workers_) worker->wait();
+    apply(layout_.offset_b(), vector_grad_.data(), layout_.vector_size());
+  }
+
+  // Part t's blocks: the A/G blocks then the B blocks, numbered in that order, cut into contiguous
+  // runs per part. The blocks are the same whatever the number of parts, so every part count
+  // computes the same bits.
+  void update_part(std::size_t t) {
+    Part& part = parts_[t];
+    const std::int64_t hidden = layout_.hidden, rank = layout_.rank;
+    const std::int64_t unit_blocks = (hidden + kUnits - 1) / kUnits;
+    const std::int64_t blocks = unit_blocks + (rank + kRanks - 1) / kRanks;
+    const auto T = static_cast<std::int64_t>(parts_.size());
+    const auto index = static_cast<std::int64_t>(t);
+    for (std::int64_t b = blocks * index / T; b < blocks * (index + 1) / T; ++b) {
+      if (b < unit_blocks) {
+        const std::int64_t h0 = b * kUnits, n = std::min<std::int64_t>(kUnits, hidden - h0);
+        auto gA = part.gA.topRows(n);
+        auto gG = part.gG.topRows(n);
+        up_gate_gradients(act_, update_.begin, update_.rows, scratch_, h0, h0 + n, gA, gG);
+        apply(layout_.offset_A() + h0 * rank, gA.data(), n * rank);
+        apply(layout_.offset_G() + h0 * rank, gG.data(), n * rank);
+      } else {
+        const std::int64_t k0 = (b - unit_blocks) * kRanks;
+        const std::int64_t n = std::min<std::int64_t>(kRanks, rank - k0);
+        auto gB = part.gB.topRows(n);
+        down_gradients(act_, update_.begin, update_.rows, scratch_, k0, k0 + n, gB);
+        apply(layout_.offset_B() + k0 * hidden, gB.data(), n * hidden);
+      }
+    }
+  }
+
+  // The optimizer step on parameters [at, at + n) of the slot under way, given their gradient.
+  void apply(std::int64_t at, const float* grad, std::int64_t n) const {
     if (config_.optimizer == Optimizer::sgd) {
-      sgd_update(params, grad_.data(), layout_.size(), config_.lr);
+      sgd_update(update_.params + at, grad, n, config_.lr);
       return;
     }
-    adamw_update(params, bank.slot_data(BankArray::first_moment, slot),
-                 bank.slot_data(BankArray::second_moment, slot), grad_.data(), layout_.size(),
-                 OptimizerSettings::of(config_), step);
+    adamw_update(update_.params + at, update_.m + at, update_.v + at, grad, n, settings_,
+                 update_.scale);
   }
 
   DistillerConfig config_;
+  OptimizerSettings settings_;
   ParameterLayout layout_;
   StepPlanBuilder builder_;
   std::vector<std::int32_t> plan_;           // this step's plan
@@ -195,7 +270,10 @@ class BankStep {
   std::vector<std::uint8_t> target_finite_;  // [max_rows] by plan position
   std::vector<std::uint8_t> all_rows_;       // [max_rows] of 1: backward's mask, every row used
   BackwardScratch<float> scratch_;
-  std::vector<float> grad_;  // one slot's gradient
+  std::vector<float> vector_grad_;  // [r + 2H] one slot's gradient of b, w, c
+  Update update_;
+  std::vector<Part> parts_;                                                // [threads]
+  std::vector<std::unique_ptr<esamp::detail::BackgroundWorker>> workers_;  // part t + 1 each; last
 };
 
 }  // namespace esamp::cpu

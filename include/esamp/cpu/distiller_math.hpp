@@ -122,33 +122,41 @@ void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& 
   y_hat = (z.array().rowwise() * p.w.array()).rowwise() + p.c.array();
 }
 
-// Mean squared error of rows [begin, begin + count) against `target` ([count, H]) and its gradient
-// in every parameter, written to `grad`. Rows flagged false in `use_row` (indexed from 0 within the
-// block) are left out of the mean and the gradient. Returns the loss; 0 when no row is used.
-// `scratch` holds at least `count` rows.
+// The backward in two stages, so that a caller can form the weight gradients block by block and
+// update each block while it is in cache (BankStep), or all at once (backward).
+//
+// Stage 1, per row: the mean squared error of rows [begin, begin + count) of `a` against `target`
+// ([count, H]); into `scratch` d loss / d z, d u and d pre; into `vector_grad` the gradients of
+// b, w, c, laid out as in a slot (r + 2H values from b on).
+// Rows flagged false in `use_row` (indexed from 0 within the block) are left out of the mean and
+// the gradients. Returns the loss; 0 (every gradient zero) when no row is used. `scratch` holds at
+// least `count` rows.
 template <class S, class Target>
-S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<S>& a,
-           Eigen::Index begin, Eigen::Index count, const Target& target,
-           const std::uint8_t* use_row, ParameterMaps<S> grad, BackwardScratch<S>& scratch) {
+S backward_rows(const ParameterMaps<const S>& p, bool output_norm, const Activations<S>& a,
+                Eigen::Index begin, Eigen::Index count, const Target& target,
+                const std::uint8_t* use_row, S* vector_grad, BackwardScratch<S>& scratch) {
+  const Eigen::Index hidden = a.x.cols(), rank = a.u.cols();
+  Eigen::Map<RowVector<S>> grad_b(vector_grad, rank), grad_w(vector_grad + rank, hidden),
+      grad_c(vector_grad + rank + hidden, hidden);
   Eigen::Index used = 0;
   for (Eigen::Index i = 0; i < count; ++i) used += use_row[i] ? 1 : 0;
   if (used == 0 || !output_norm) {  // w and c have no gradient without the output norm
-    grad.w.setZero();
-    grad.c.setZero();
+    grad_w.setZero();
+    grad_c.setZero();
   }
+  auto dz = scratch.dz.topRows(count);
+  auto du = scratch.du.topRows(count);
+  auto dpre = scratch.dpre.topRows(count);
   if (used == 0) {
-    grad.A.setZero();
-    grad.G.setZero();
-    grad.B.setZero();
-    grad.b.setZero();
+    grad_b.setZero();
+    dz.setZero();
+    du.setZero();
+    dpre.setZero();
     return S(0);
   }
-  const auto x = a.x.middleRows(begin, count);
   const auto zhat = a.zhat.middleRows(begin, count);
-  const Eigen::Index hidden = x.cols();
 
   // d loss / d y_hat = 2 (y_hat - y) / (used H), zero for rows left out.
-  auto dz = scratch.dz.topRows(count);
   dz = a.y_hat.middleRows(begin, count) - target;
   S loss = 0;
   for (Eigen::Index i = 0; i < count; ++i) {
@@ -161,8 +169,8 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
   const S scale = S(1) / static_cast<S>(used * hidden);
   dz *= 2 * scale;
   if (output_norm) {
-    grad.c = dz.colwise().sum();
-    grad.w = dz.cwiseProduct(zhat).colwise().sum();
+    grad_c = dz.colwise().sum();
+    grad_w = dz.cwiseProduct(zhat).colwise().sum();
     dz.array().rowwise() *= p.w.array();  // d loss / d zhat
     for (Eigen::Index i = 0; i < count; ++i) {
       auto g = dz.row(i);
@@ -174,10 +182,7 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
   const auto u = a.u.middleRows(begin, count);
   const auto v = a.v.middleRows(begin, count);
   const auto pre = a.pre.middleRows(begin, count);
-  grad.B.noalias() = a.gated.middleRows(begin, count).transpose() * dz;
   auto dp = scratch.dp.topRows(count);
-  auto du = scratch.du.topRows(count);
-  auto dpre = scratch.dpre.topRows(count);
   dp.noalias() = dz * p.B.transpose();
   du = dp.cwiseProduct(v);
   dpre = dp.cwiseProduct(u).cwiseProduct(  // d loss / d pre, SiLU' = s (1 + t (1 - s))
@@ -185,20 +190,46 @@ S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<
         const S s = sigmoid(t);
         return s * (S(1) + t * (S(1) - s));
       }));
-  grad.A.noalias() = x.transpose() * du;
-  grad.G.noalias() = x.transpose() * dpre;
-  grad.b = dpre.colwise().sum();
+  grad_b = dpre.colwise().sum();
   return loss * scale;
 }
 
-// One decoupled-weight-decay Adam step (the `step`-th, from 1) over n parameters, with the bias
-// corrections folded into AdamWScale (core.hpp): m ← β1 m + (1 − β1) g, v ← β2 v + (1 − β2) g²,
-// θ ← θ (1 − lr·wd) − step_size · m / (√v · inv_sqrt_bias2 + eps). Vectorised in chunks that stay
-// in L1 across the three statements.
+// Stage 2, the weight gradients after backward_rows on the same rows, in blocks a caller chooses:
+// rows [h0, h1) of dA = x^T du and dG = x^T dpre into gA, gG ([h1 - h0, r]), and rows [k0, k1) of
+// dB = gated^T dz into gB ([k1 - k0, H]). Each block is contiguous in the slot's layout.
+template <class S, class GA, class GG>
+void up_gate_gradients(const Activations<S>& a, Eigen::Index begin, Eigen::Index count,
+                       const BackwardScratch<S>& scratch, Eigen::Index h0, Eigen::Index h1, GA&& gA,
+                       GG&& gG) {
+  const auto x = a.x.block(begin, h0, count, h1 - h0);
+  gA.noalias() = x.transpose() * scratch.du.topRows(count);
+  gG.noalias() = x.transpose() * scratch.dpre.topRows(count);
+}
+template <class S, class GB>
+void down_gradients(const Activations<S>& a, Eigen::Index begin, Eigen::Index count,
+                    const BackwardScratch<S>& scratch, Eigen::Index k0, Eigen::Index k1, GB&& gB) {
+  gB.noalias() = a.gated.block(begin, k0, count, k1 - k0).transpose() * scratch.dz.topRows(count);
+}
+
+// Both stages over every hidden unit: the gradient of every parameter, written to `grad`.
+template <class S, class Target>
+S backward(const ParameterMaps<const S>& p, bool output_norm, const Activations<S>& a,
+           Eigen::Index begin, Eigen::Index count, const Target& target,
+           const std::uint8_t* use_row, ParameterMaps<S> grad, BackwardScratch<S>& scratch) {
+  const S loss =
+      backward_rows(p, output_norm, a, begin, count, target, use_row, grad.b.data(), scratch);
+  up_gate_gradients(a, begin, count, scratch, 0, a.x.cols(), grad.A, grad.G);
+  down_gradients(a, begin, count, scratch, 0, a.u.cols(), grad.B);
+  return loss;
+}
+
+// One decoupled-weight-decay Adam step over n parameters, with the bias corrections of the
+// slot's update folded into `scale` (adamw_scale, core.hpp): m ← β1 m + (1 − β1) g,
+// v ← β2 v + (1 − β2) g², θ ← θ (1 − lr·wd) − step_size · m / (√v · inv_sqrt_bias2 + eps).
+// Vectorised in chunks that stay in L1 across the three statements.
 inline void adamw_update(float* theta, float* m, float* v, const float* grad, std::int64_t n,
-                         const OptimizerSettings& h, std::int64_t step) {
+                         const OptimizerSettings& h, const AdamWScale& scale) {
   using Array = Eigen::Array<float, Eigen::Dynamic, 1>;
-  const AdamWScale scale = adamw_scale(h, step);
   const float keep1 = 1.0f - h.beta1, keep2 = 1.0f - h.beta2;
   const float decay = 1.0f - h.lr * h.weight_decay;
   constexpr std::int64_t kChunk = 1024;
