@@ -1,6 +1,9 @@
 // Bounds-checked little-endian byte buffers, whole-file reads and atomic writes for esamp's files.
 #pragma once
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -90,29 +93,48 @@ inline std::vector<std::uint8_t> read_file(const std::string& path) {
   return data;
 }
 
-// Writes `path + ".tmp"`, then renames it over `path`: readers never see a half-written file.
+// Writes `path + ".tmp"`, flushes it to the device (fsync), renames it over `path`, then flushes
+// the folder: readers never see a half-written file, and after a crash or power loss the path
+// holds the old file or the whole new one, never a part. On an error the old file is untouched.
 inline void write_file_atomically(const std::string& path, const std::vector<std::uint8_t>& data) {
   const std::string tmp = path + ".tmp";
   // The system's reason, from errno as the failing call left it.
   const auto reason = [] { return errno ? std::strerror(errno) : "unknown cause"; };
   errno = 0;
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("{}: cannot open for writing: {}", tmp, reason());
-    out.write(reinterpret_cast<const char*>(data.data()),
-              static_cast<std::streamsize>(data.size()));
-    out.flush();
-    if (!out) {
-      const std::string why = reason();
-      std::remove(tmp.c_str());
-      fail("{}: write failed ({} bytes): {}; {} is unchanged", tmp, data.size(), why, path);
-    }
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("{}: cannot open for writing: {}", tmp, reason());
+  const auto abandon = [&](const char* what) {
+    const std::string why = reason();
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    fail("{}: {} ({} bytes): {}; {} is unchanged", tmp, what, data.size(), why, path);
+  };
+  for (std::size_t done = 0; done < data.size();) {
+    const ::ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) abandon("write failed");
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) abandon("fsync failed");
+  if (::close(fd) != 0) {
+    const std::string why = reason();
+    ::unlink(tmp.c_str());
+    fail("{}: close failed: {}; {} is unchanged", tmp, why, path);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = reason();
-    std::remove(tmp.c_str());
+    ::unlink(tmp.c_str());
     fail("{}: cannot rename {} over it: {}; {} is unchanged", path, tmp, why, path);
   }
+  // The rename survives a power loss once the folder is flushed. Best effort: the path already
+  // holds the whole new file, so a folder that cannot be flushed is not reported as a failed save
+  // (which would tell the caller that the old file is still there).
+  const std::size_t slash = path.find_last_of('/');
+  const std::string folder = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  ::fsync(dir);
+  ::close(dir);
 }
 
 }  // namespace esamp::detail
