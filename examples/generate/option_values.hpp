@@ -94,6 +94,38 @@ struct OptionSpec {
   std::function<void(Options&, std::string_view option, const std::string& value)> apply;
 };
 
+// The sampling filter's options, writing `Options::filter` (an esamp::Filter).
+template <class Options>
+std::vector<OptionSpec<Options>> filter_options() {
+  return {
+      {"--temperature", "T", "sampling temperature, 0 = greedy [1.0]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.temperature = parse_float(option, v, 0.0f, 1e6f);
+       }},
+      {"--top-k", "K", "keep the K most likely tokens, 0 = off [0]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.top_k = parse_int(option, v, 0, 1 << 30);
+       }},
+      {"--top-p", "P", "nucleus: smallest set with probability >= P [1.0 = off]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.top_p = parse_float(option, v, 0.0f, 1.0f, /*min_exclusive=*/true);
+       }},
+      {"--min-p", "P", "keep tokens with probability >= P * the largest [0 = off]",
+       [](Options& o, auto option, const std::string& v) {
+         o.filter.min_p = parse_float(option, v, 0.0f, 1.0f);
+       }},
+  };
+}
+
+// One option table from several parts, in order.
+template <class Options>
+std::vector<OptionSpec<Options>> joined(
+    std::initializer_list<std::vector<OptionSpec<Options>>> parts) {
+  std::vector<OptionSpec<Options>> table;
+  for (const auto& part : parts) table.insert(table.end(), part.begin(), part.end());
+  return table;
+}
+
 // Applies the command line to `options` through `table`: `--name VALUE`, `--name=VALUE`, flags.
 template <class Options>
 void parse_command_line(int argc, const char* const* argv,

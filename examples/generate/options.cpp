@@ -18,89 +18,77 @@ void take_prompt_option(Options& o, std::string_view option) {
 const std::vector<OptionSpec<Options>>& option_table() {
   constexpr int kMaxSamples = 4096;
   constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
-  static const std::vector<OptionSpec<Options>> table = {
-      {"--model", "PATH",
-       "GGUF model, or llama2.c .bin with --tokenizer [stories260K.gguf in $ESAMP_MODEL_DIR, else "
-       "the cache]",
-       [](Options& o, auto, const std::string& v) { o.model_path = v; }},
-      {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
-       [](Options& o, auto, const std::string& v) { o.tokenizer_path = v; }},
-      {"--prompt", "TEXT", "the prompt [Once upon a time]",
-       [](Options& o, auto option, const std::string& v) {
-         take_prompt_option(o, option);
-         o.prompts = {v};
-       }},
-      {"--prompts-file", "PATH",
-       "one prompt per line (blank lines skipped), each its own group, run one after another",
-       [](Options& o, auto option, const std::string& v) {
-         take_prompt_option(o, option);
-         o.prompts = read_prompts(option, v);
-       }},
-      {"--samples", "N", "samples per prompt, decoded as one batch [8]",
-       [](Options& o, auto option, const std::string& v) {
-         o.samples = parse_int(option, v, 1, kMaxSamples);
-       }},
-      {"--tokens", "N", "new tokens per sample (fewer when it ends with EOS/BOS) [128]",
-       [](Options& o, auto option, const std::string& v) {
-         o.new_tokens = parse_int(option, v, 1, kMaxTokens);
-       }},
-      {"--temperature", "T", "sampling temperature, 0 = greedy [1.0]",
-       [](Options& o, auto option, const std::string& v) {
-         o.filter.temperature = parse_float(option, v, 0.0f, 1e6f);
-       }},
-      {"--top-k", "K", "keep the K most likely tokens, 0 = off [0]",
-       [](Options& o, auto option, const std::string& v) {
-         o.filter.top_k = parse_int(option, v, 0, 1 << 30);
-       }},
-      {"--top-p", "P", "nucleus: smallest set with probability >= P [1.0 = off]",
-       [](Options& o, auto option, const std::string& v) {
-         o.filter.top_p = parse_float(option, v, 0.0f, 1.0f, /*min_exclusive=*/true);
-       }},
-      {"--min-p", "P", "keep tokens with probability >= P * the largest [0 = off]",
-       [](Options& o, auto option, const std::string& v) {
-         o.filter.min_p = parse_float(option, v, 0.0f, 1.0f);
-       }},
-      {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
-       [](Options& o, auto option, const std::string& v) {
-         o.beta = parse_float(option, v, 0.0f, 1e6f);
-       }},
-      {"--mix", "latent|candidates", "where the distiller's prediction is mixed [latent]",
-       [](Options& o, auto option, const std::string& v) {
-         o.mix = parse_choice<MixMode>(
-             option, v, {{"latent", MixMode::latent}, {"candidates", MixMode::candidates}});
-       }},
-      {"--rank", "R", "distiller rank [128, capped at the model's hidden size]",
-       [](Options& o, auto option, const std::string& v) {
-         o.rank = parse_int(option, v, 1, 1 << 20);
-       }},
-      {"--lr", "LR", "distiller learning rate [0.001]",
-       [](Options& o, auto option, const std::string& v) {
-         o.lr = parse_float(option, v, 0.0f, 1e3f, /*min_exclusive=*/true);
-       }},
-      {"--optimizer", "adamw|sgd", "distiller optimizer [adamw]",
-       [](Options& o, auto option, const std::string& v) {
-         o.optimizer = parse_choice<Optimizer>(
-             option, v, {{"adamw", Optimizer::adamw}, {"sgd", Optimizer::sgd}});
-       }},
-      {"--sharing", "group|global", "one distiller per prompt, or one for all prompts [group]",
-       [](Options& o, auto option, const std::string& v) {
-         o.sharing = parse_choice<Sharing>(
-             option, v, {{"group", Sharing::per_group}, {"global", Sharing::global}});
-       }},
-      {"--seed", "S", "seed of the token draws and of the distiller's init [0]",
-       [](Options& o, auto option, const std::string& v) {
-         o.seed = parse_number<std::uint64_t>(option, v, "an unsigned 64-bit integer");
-       }},
-      {"--compare", "",
-       "also run plain sampling (same seed and filters) at the temperature that matches esamp's "
-       "perplexity within 3% (found by a few runs), and compare",
-       [](Options& o, auto, auto&) { o.compare = true; }},
-      {"--json", "", "machine-readable output on stdout",
-       [](Options& o, auto, auto&) { o.json = true; }},
-      {"--quiet", "", "only the sample texts on stdout, nothing on stderr",
-       [](Options& o, auto, auto&) { o.quiet = true; }},
-      {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
-  };
+  static const std::vector<OptionSpec<Options>> table = joined<Options>(
+      {{
+           {"--model", "PATH",
+            "GGUF model, or llama2.c .bin with --tokenizer [stories260K.gguf in "
+            "$ESAMP_MODEL_DIR, else the cache]",
+            [](Options& o, auto, const std::string& v) { o.model_path = v; }},
+           {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
+            [](Options& o, auto, const std::string& v) { o.tokenizer_path = v; }},
+           {"--prompt", "TEXT", "the prompt [Once upon a time]",
+            [](Options& o, auto option, const std::string& v) {
+              take_prompt_option(o, option);
+              o.prompts = {v};
+            }},
+           {"--prompts-file", "PATH",
+            "one prompt per line (blank lines skipped), each its own group, run one after another",
+            [](Options& o, auto option, const std::string& v) {
+              take_prompt_option(o, option);
+              o.prompts = read_prompts(option, v);
+            }},
+           {"--samples", "N", "samples per prompt, decoded as one batch [8]",
+            [](Options& o, auto option, const std::string& v) {
+              o.samples = parse_int(option, v, 1, kMaxSamples);
+            }},
+           {"--tokens", "N", "new tokens per sample (fewer when it ends with EOS/BOS) [128]",
+            [](Options& o, auto option, const std::string& v) {
+              o.new_tokens = parse_int(option, v, 1, kMaxTokens);
+            }},
+       },
+       filter_options<Options>(),
+       {
+           {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
+            [](Options& o, auto option, const std::string& v) {
+              o.beta = parse_float(option, v, 0.0f, 1e6f);
+            }},
+           {"--mix", "latent|candidates", "where the distiller's prediction is mixed [latent]",
+            [](Options& o, auto option, const std::string& v) {
+              o.mix = parse_choice<MixMode>(
+                  option, v, {{"latent", MixMode::latent}, {"candidates", MixMode::candidates}});
+            }},
+           {"--rank", "R", "distiller rank [128, capped at the model's hidden size]",
+            [](Options& o, auto option, const std::string& v) {
+              o.rank = parse_int(option, v, 1, 1 << 20);
+            }},
+           {"--lr", "LR", "distiller learning rate [0.001]",
+            [](Options& o, auto option, const std::string& v) {
+              o.lr = parse_float(option, v, 0.0f, 1e3f, /*min_exclusive=*/true);
+            }},
+           {"--optimizer", "adamw|sgd", "distiller optimizer [adamw]",
+            [](Options& o, auto option, const std::string& v) {
+              o.optimizer = parse_choice<Optimizer>(
+                  option, v, {{"adamw", Optimizer::adamw}, {"sgd", Optimizer::sgd}});
+            }},
+           {"--sharing", "group|global", "one distiller per prompt, or one for all prompts [group]",
+            [](Options& o, auto option, const std::string& v) {
+              o.sharing = parse_choice<Sharing>(
+                  option, v, {{"group", Sharing::per_group}, {"global", Sharing::global}});
+            }},
+           {"--seed", "S", "seed of the token draws and of the distiller's init [0]",
+            [](Options& o, auto option, const std::string& v) {
+              o.seed = parse_number<std::uint64_t>(option, v, "an unsigned 64-bit integer");
+            }},
+           {"--compare", "",
+            "also run plain sampling (same seed and filters) at the temperature that matches "
+            "esamp's perplexity within 3% (found by a few runs), and compare",
+            [](Options& o, auto, auto&) { o.compare = true; }},
+           {"--json", "", "machine-readable output on stdout",
+            [](Options& o, auto, auto&) { o.json = true; }},
+           {"--quiet", "", "only the sample texts on stdout, nothing on stderr",
+            [](Options& o, auto, auto&) { o.quiet = true; }},
+           {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
+       }});
   return table;
 }
 
