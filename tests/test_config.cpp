@@ -122,6 +122,19 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
     c.warmup_updates = -1;
     expected = "ExplorationConfig.warmup_updates = -1: must be in [0, 1000000]";
   }
+  SECTION("warm_start with global sharing") {
+    c.warm_start = true;
+    c.sharing = esamp::Sharing::global;
+    expected = "ExplorationConfig.warm_start = true: needs sharing = group (it is global)";
+  }
+  SECTION("young_updates") {
+    c.young_updates = -1;
+    expected = "ExplorationConfig.young_updates = -1: must be in [0, 1000000]";
+  }
+  SECTION("young_repeat") {
+    c.young_repeat = 0;
+    expected = "ExplorationConfig.young_repeat = 0: must be in [1, 64]";
+  }
   SECTION("max_rows") {
     c.max_rows = 0;
     expected = "ExplorationConfig.max_rows = 0: must be in [1, 1048576]";

@@ -598,3 +598,154 @@ TEST_CASE("the engine's two mixing points mix where the mode says, and name the 
   REQUIRE_THROWS_WITH(cand.after_lm_head(view(logits), cview(head), nullptr),
                       Contains("and the filter is null"));
 }
+
+namespace {
+// The rows of `m` in the order `order` lists them.
+Mat rows_in_order(const Mat& m, const std::vector<int>& order) {
+  Mat out(static_cast<Eigen::Index>(order.size()), m.cols());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    out.row(static_cast<Eigen::Index>(i)) = m.row(order[i]);
+  return out;
+}
+
+bool same_slot(const BankState& a, int slot_a, const BankState& b, int slot_b) {
+  for (const auto array :
+       {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+    if (!bit_equal(a.slot_array(array, slot_a).data(), b.slot_array(array, slot_b).data(),
+                   a.slot_array(array, slot_a).size()))
+      return false;
+  return a.updates(slot_a) == b.updates(slot_b);
+}
+}  // namespace
+
+TEST_CASE("warm start: the prior trains on every row of every step and a new group starts from it",
+          "[sampler][warm_start]") {
+  ExplorationConfig e = exploration_config();
+  e.warm_start = true;
+  ExploratorySampler s(kLayers, distiller_config(2), e);
+  REQUIRE(s.bank().slots() == 3);
+  const int prior = 2;
+  const GroupId a = s.open_group(), b = s.open_group();
+  REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
+  // The prior trains once per step on the rows in plan order (slot a's rows, then slot b's): as a
+  // one-slot bank trained on those rows does, bit for bit.
+  LatentDistiller reference(distiller_config(1));
+  for (std::uint32_t t = 0; t < 3; ++t) {
+    const StepInputs in = random_step(3, 1300 + 3 * t);
+    run_step(s, {a, b, a}, in);
+    const std::vector<int> plan_order = {0, 2, 1};
+    reference.train_step(std::vector<int>(3, 0), cview(rows_in_order(in.source, plan_order)),
+                         cview(rows_in_order(in.target, plan_order)));
+  }
+  const Stats st = s.stats();
+  REQUIRE(st.rows_trained == 9);      // a row trains its slot and the prior, counted once
+  REQUIRE(st.slot_updates == 3 * 3);  // two groups' slots and the prior, every step
+  REQUIRE(same_slot(s.bank(), prior, reference.state(), 0));
+  REQUIRE(s.bank().updates(s.slot_of(a)) == 3);
+
+  const int freed = s.slot_of(a);
+  s.close_group(a);
+  const GroupId c = s.open_group();
+  REQUIRE(s.slot_of(c) == freed);
+  const BankState now = s.bank(), fresh(distiller_config(2));
+  const Span<const float> started = now.slot_array(BankArray::parameters, freed);
+  REQUIRE(bit_equal(started.data(), now.slot_array(BankArray::parameters, prior).data(),
+                    started.size()));
+  REQUIRE_FALSE(
+      bit_equal(started.data(), fresh.slot_array(BankArray::parameters, 0).data(), started.size()));
+  REQUIRE(now.updates(freed) == 0);
+  for (const auto moment : {BankArray::first_moment, BankArray::second_moment})
+    for (const float m : now.slot_array(moment, freed)) REQUIRE(m == 0.0f);
+  REQUIRE(now.updates(prior) == 3);  // opening and closing groups never touches the prior
+}
+
+TEST_CASE("a warm-started bank saved and loaded continues bit for bit, new groups included",
+          "[sampler][warm_start][file]") {
+  ExplorationConfig e = exploration_config();
+  e.warm_start = true;
+  ExploratorySampler a(kLayers, distiller_config(2), e), b(kLayers, distiller_config(2), e);
+  std::vector<GroupId> ga = {a.open_group(), a.open_group()};
+  std::vector<GroupId> gb = {b.open_group(), b.open_group()};
+  for (std::uint32_t t = 0; t < 3; ++t) run_step(a, {ga[0], ga[1]}, random_step(2, 1400 + 3 * t));
+  const std::string path = esamp::test::temp_path("warm_start.bank");
+  a.save_bank(path);
+  b.load_bank(path);
+  a.close_group(ga[1]);
+  b.close_group(gb[1]);
+  ga[1] = a.open_group();
+  gb[1] = b.open_group();
+  for (std::uint32_t t = 0; t < 3; ++t) {
+    const StepInputs in = random_step(3, 1500 + 3 * t);
+    REQUIRE(
+        bit_equal(run_step(a, {ga[0], ga[1], ga[1]}, in), run_step(b, {gb[0], gb[1], gb[1]}, in)));
+  }
+  const BankState bank_a = a.bank(), bank_b = b.bank();
+  for (int slot = 0; slot < 3; ++slot) REQUIRE(same_slot(bank_a, slot, bank_b, slot));
+  REQUIRE(a.stats().slot_updates == 6 * 3);
+  REQUIRE(b.stats().slot_updates == 3 * 3);  // counters are the sampler's, not the file's
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a young slot is updated young_repeat times per step until young_updates",
+          "[sampler][young]") {
+  ExplorationConfig e = exploration_config();
+  e.young_updates = 3;
+  e.young_repeat = 2;
+  ExploratorySampler s(kLayers, distiller_config(2), e);
+  const GroupId g = s.open_group();
+  LatentDistiller reference(distiller_config(1));
+  const std::vector<int> repeats = {2, 1, 1};  // updates 1, 2 | 3 (3 is not young) | 4
+  const std::vector<std::int64_t> counts = {2, 3, 4};
+  for (std::size_t t = 0; t < repeats.size(); ++t) {
+    const StepInputs in = random_step(3, 1600 + 3 * static_cast<std::uint32_t>(t));
+    run_step(s, {g, g, g}, in);
+    for (int r = 0; r < repeats[t]; ++r)
+      reference.train_step(std::vector<int>(3, 0), cview(in.source), cview(in.target));
+    REQUIRE(s.bank().updates(s.slot_of(g)) == counts[t]);
+  }
+  REQUIRE(same_slot(s.bank(), s.slot_of(g), reference.state(), 0));
+  const Stats st = s.stats();
+  REQUIRE(st.slot_updates == 4);
+  REQUIRE(st.rows_trained == 9);
+  REQUIRE(st.steps_trained == 3);
+}
+
+namespace {
+// A backend that says it runs on CUDA; the front end must refuse what only the CPU implements.
+class CudaLookalike final : public SamplerBackend {
+ public:
+  explicit CudaLookalike(const DistillerConfig& c) : bank_(c) {}
+  Device device() const override { return Device::cuda; }
+  void reset_slot(int) override {}
+  void begin_step(Span<const int>, Span<const float>) override {}
+  void on_source(const ConstMatrixView&) override {}
+  void on_target(const ConstMatrixView&) override {}
+  void mix_hidden(const MatrixView&) override {}
+  void mix_logits(const MatrixView&, const ConstMatrixView&, const Filter&) override {}
+  void end_step() override {}
+  Stats stats() override { return {}; }
+  BankState bank() override { return bank_; }
+  void set_bank(const BankState&) override {}
+
+ private:
+  BankState bank_;
+};
+}  // namespace
+
+TEST_CASE("warm start and young repeats on a non-CPU backend are refused with a clear error",
+          "[sampler][warm_start][young][errors]") {
+  const BackendFactory lookalike = [](const DistillerConfig& c, const ExplorationConfig&) {
+    return std::make_unique<CudaLookalike>(c);
+  };
+  ExplorationConfig e = exploration_config();
+  REQUIRE_NOTHROW(ExploratorySampler(kLayers, distiller_config(2), e, lookalike));
+  e.warm_start = true;
+  REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
+                      Contains("ExplorationConfig.warm_start = true, young_updates = 0: "
+                               "warm-started slots and young slots' repeated updates are "
+                               "implemented on the CPU backend only"));
+  e.warm_start = false;
+  e.young_updates = 8;
+  REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
+                      Contains("young_updates = 8"));
+}

@@ -99,6 +99,18 @@ const std::vector<KeySpec>& key_table() {
        [](EvalConfig& c, auto option, auto v) {
          c.exploration.warmup_updates = parse_int(option, v, 0, 1000000);
        }},
+      {"warm_start", true,
+       [](EvalConfig& c, auto option, auto v) {
+         c.exploration.warm_start = parse_int(option, v, 0, 1) == 1;
+       }},
+      {"young", true,
+       [](EvalConfig& c, auto option, auto v) {
+         c.exploration.young_updates = parse_int(option, v, 0, 1000000);
+       }},
+      {"young_repeat", true,
+       [](EvalConfig& c, auto option, auto v) {
+         c.exploration.young_repeat = parse_int(option, v, 1, 64);
+       }},
       {"source", true,
        [](EvalConfig& c, auto option, auto v) { c.exploration.source = parse_tap(option, v); }},
       {"target", true,
@@ -139,6 +151,11 @@ std::string EvalConfig::label() const {
   if (lr != DistillerConfig{}.lr) text += fmt::format(" lr={}", lr);
   if (exploration.warmup_updates != defaults.warmup_updates)
     text += fmt::format(" warmup={}", exploration.warmup_updates);
+  if (exploration.warm_start) text += " warm_start=1";
+  if (exploration.young_updates != defaults.young_updates)
+    text += fmt::format(" young={}", exploration.young_updates);
+  if (exploration.young_repeat != defaults.young_repeat)
+    text += fmt::format(" young_repeat={}", exploration.young_repeat);
   if (exploration.source.layer != defaults.source.layer ||
       exploration.source.site != defaults.source.site)
     text += " source=" + tap_text(exploration.source);
@@ -170,8 +187,8 @@ std::vector<EvalConfig> parse_curve(std::string_view spec) {
     if (equals == std::string_view::npos || found == keys.end())
       usage_error(
           "--curve {}: '{}': expected key=value with a key among T, top_p, min_p, beta, mix, "
-          "latent_mix, "
-          "sharing, rank, lr, warmup, source, target",
+          "latent_mix, sharing, rank, lr, warmup, warm_start, young, young_repeat, source, "
+          "target",
           curve, item);
     const auto index = static_cast<std::size_t>(found - keys.begin());
     if (std::any_of(axes.begin(), axes.end(), [index](const auto& a) { return a.first == index; }))

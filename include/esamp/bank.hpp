@@ -104,14 +104,15 @@ class BankState {
 
   // Re-initialises a slot (seeded) and clears its optimizer state.
   void reset(int slot) {
-    const auto s = checked(slot);
-    initialize(slot_data(BankArray::parameters, slot), layout(), config_.seed, config_.init_std);
+    initialize(slot_data(BankArray::parameters, checked(slot)), layout(), config_.seed,
+               config_.init_std);
+    clear_optimizer(slot);
+  }
+  // Starts a slot from another slot's parameters (a warm start) and clears its optimizer state.
+  void reset_from(int slot, int source) {
     const auto P = static_cast<std::size_t>(layout().size());
-    if (!first_moment_.empty()) {
-      std::fill_n(first_moment_.data() + s * P, P, 0.0f);
-      std::fill_n(second_moment_.data() + s * P, P, 0.0f);
-    }
-    updates_[s] = 0;
+    std::copy_n(params_.data() + checked(source) * P, P, params_.data() + checked(slot) * P);
+    clear_optimizer(slot);
   }
 
   // Writes the bank (format below) to a temporary file, then renames it over `path`, so an
@@ -191,6 +192,16 @@ class BankState {
     return {static_cast<std::uint32_t>(c.hidden_size), static_cast<std::uint32_t>(c.rank),
             static_cast<std::uint32_t>(c.slots), c.output_norm ? 1u : 0u,
             static_cast<std::uint32_t>(c.optimizer)};
+  }
+
+  void clear_optimizer(int slot) {
+    const auto s = checked(slot);
+    const auto P = static_cast<std::size_t>(layout().size());
+    if (!first_moment_.empty()) {
+      std::fill_n(first_moment_.data() + s * P, P, 0.0f);
+      std::fill_n(second_moment_.data() + s * P, P, 0.0f);
+    }
+    updates_[s] = 0;
   }
 
   std::size_t checked(int slot) const {

@@ -112,6 +112,14 @@ struct ExplorationConfig {
   LatentMix latent_mix = LatentMix::full;  // latent mode only
   int warmup_updates = 1;
   Sharing sharing = Sharing::per_group;
+  // Warm-started slots (per-group sharing, CPU backend): the bank keeps one more slot, its last, a
+  // prior trained on every row of every step; open_group starts a group's slot from the prior's
+  // parameters, with cleared optimizer state, instead of from the seeded initialisation.
+  bool warm_start = false;
+  // A slot with fewer than young_updates optimizer updates is young: each step updates it
+  // young_repeat times on the step's rows (CPU backend), so a new group learns in fewer steps.
+  int young_updates = 0;
+  int young_repeat = 1;
   int max_rows = 256;  // rows per step the workspace is sized for
   bool background_training =
       false;  // CPU: end_step trains on a worker thread, joined before next use
@@ -180,6 +188,12 @@ inline void ExplorationConfig::validate(int num_layers) const {
     fail("ExplorationConfig.max_rows = {}: must be in [1, 1048576]", max_rows);
   if (training_threads < 1 || training_threads > 256)
     fail("ExplorationConfig.training_threads = {}: must be in [1, 256]", training_threads);
+  if (warm_start && sharing != Sharing::per_group)
+    fail("ExplorationConfig.warm_start = true: needs sharing = group (it is {})", name(sharing));
+  if (young_updates < 0 || young_updates > 1000000)
+    fail("ExplorationConfig.young_updates = {}: must be in [0, 1000000]", young_updates);
+  if (young_repeat < 1 || young_repeat > 64)
+    fail("ExplorationConfig.young_repeat = {}: must be in [1, 64]", young_repeat);
 }
 
 }  // namespace esamp

@@ -100,7 +100,7 @@ struct Stats {
   std::int64_t rows_trained = 0;            // rows that trained their slot
   std::int64_t rows_mixed = 0;              // rows whose hidden state or logits were mixed
   std::int64_t rows_skipped_nonfinite = 0;  // rows left out: source or target not finite
-  std::int64_t slot_updates = 0;            // optimizer steps, summed over slots
+  std::int64_t slot_updates = 0;            // optimizer steps, summed over slots (and the prior)
   std::int64_t steps_trained = 0;           // steps that updated at least one slot
   double last_loss = 0.0;                   // mean loss of the last step that trained
   double mean_loss = 0.0;                   // mean of that over every step that trained

@@ -27,9 +27,11 @@ namespace esamp {
 
 using GroupId = std::int32_t;
 
-// With Sharing::global the bank has one slot whatever DistillerConfig::slots says.
+// With Sharing::global the bank has one slot whatever DistillerConfig::slots says; with
+// ExplorationConfig::warm_start it has one more, its last, for the prior.
 inline DistillerConfig bank_config(DistillerConfig config, const ExplorationConfig& exploration) {
   if (exploration.sharing == Sharing::global) config.slots = 1;
+  if (exploration.warm_start) ++config.slots;
   return config;
 }
 
@@ -57,8 +59,14 @@ class ExploratorySampler {
         exploration_((exploration.validate(num_layers), exploration)),
         distiller_((distiller.validate(), bank_config(distiller, exploration))),
         backend_(backend ? backend(distiller_, exploration_) : nullptr),
-        slot_in_use_(static_cast<std::size_t>(distiller_.slots), 0) {
+        slot_in_use_(static_cast<std::size_t>(distiller.slots), 0) {
     if (!backend_) fail("ExploratorySampler: the backend factory returned no backend");
+    if ((exploration_.warm_start || exploration_.young_updates > 0) &&
+        backend_->device() != Device::cpu)
+      fail(
+          "ExplorationConfig.warm_start = {}, young_updates = {}: warm-started slots and young "
+          "slots' repeated updates are implemented on the CPU backend only (use false and 0)",
+          exploration_.warm_start, exploration_.young_updates);
     row_slots_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     step_groups_.reserve(static_cast<std::size_t>(exploration_.max_rows));
@@ -75,17 +83,19 @@ class ExploratorySampler {
 
   // A new group (the samples of one prompt) with a freshly initialised slot of its own, mixed with
   // exploration strength `beta` (default ExplorationConfig.beta). A full bank is an Error. With
-  // global sharing every group shares the one slot, which is never re-initialised.
+  // global sharing every group shares the one slot, which is never re-initialised; with warm_start
+  // the slot starts from the prior's parameters.
   GroupId open_group() { return open_group(exploration_.beta); }
   GroupId open_group(float beta) {
     detail::check_beta("open_group: beta", beta);
     int slot = 0;
     if (exploration_.sharing == Sharing::per_group) {
-      while (slot < distiller_.slots && slot_in_use_[static_cast<std::size_t>(slot)]) ++slot;
-      if (slot == distiller_.slots)
+      const auto slots = static_cast<int>(slot_in_use_.size());  // the prior's not among them
+      while (slot < slots && slot_in_use_[static_cast<std::size_t>(slot)]) ++slot;
+      if (slot == slots)
         throw BankFull(fmt::format(
             "open_group: the bank is full: all {} slots are in use (DistillerConfig.slots)",
-            distiller_.slots));
+            slots));
       backend_->reset_slot(slot);
       slot_in_use_[static_cast<std::size_t>(slot)] = 1;
     }
@@ -286,10 +296,10 @@ class ExploratorySampler {
 
   int num_layers_;
   ExplorationConfig exploration_;
-  DistillerConfig distiller_;  // as the bank was built (one slot with global sharing)
+  DistillerConfig distiller_;  // as the bank was built (one slot with global sharing, +1 prior)
   std::unique_ptr<SamplerBackend> backend_;
   std::unordered_map<GroupId, Group> groups_;
-  std::vector<std::uint8_t> slot_in_use_;
+  std::vector<std::uint8_t> slot_in_use_;  // [DistillerConfig.slots as given] groups' slots
   GroupId next_group_ = 0;
 
   bool in_step_ = false, have_source_ = false, have_target_ = false, mixed_ = false;

@@ -22,7 +22,9 @@ class Backend final : public SamplerBackend {
   Backend(const DistillerConfig& distiller, const ExplorationConfig& exploration)
       : exploration_(exploration),
         bank_(distiller),
-        step_(distiller, exploration.max_rows, exploration.training_threads) {
+        step_(distiller, exploration.max_rows, exploration.training_threads,
+              TrainingSchedule::of(exploration, distiller.slots)),
+        prior_slot_(exploration.warm_start ? distiller.slots - 1 : -1) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));
@@ -32,9 +34,14 @@ class Backend final : public SamplerBackend {
 
   Device device() const override { return Device::cpu; }
 
+  // With ExplorationConfig.warm_start the slot starts from the prior (the bank's last slot).
   void reset_slot(int slot) override {
     wait_for_training();
-    bank_.reset(slot);
+    if (prior_slot_ >= 0) {
+      bank_.reset_from(slot, prior_slot_);
+    } else {
+      bank_.reset(slot);
+    }
   }
 
   // The worker may still be training on the previous step's plan: the new one is built at the
@@ -165,7 +172,7 @@ class Backend final : public SamplerBackend {
     stats_.rows_trained += report.rows_trained;
     stats_.rows_skipped_nonfinite += report.rows_nonfinite;
     if (report.slots_updated == 0) return;
-    stats_.slot_updates += report.slots_updated;
+    stats_.slot_updates += report.updates;
     stats_.last_loss = report.loss;
     ++stats_.steps_trained;
     stats_.mean_loss +=
@@ -179,6 +186,7 @@ class Backend final : public SamplerBackend {
   ExplorationConfig exploration_;
   BankState bank_;
   BankStep step_;
+  int prior_slot_;               // the warm start's prior, or -1
   std::vector<int> row_slots_;   // [rows] slot of each row this step
   std::vector<float> row_beta_;  // [rows] β of each row this step
   bool planned_ = false;         // step_ holds this step's plan

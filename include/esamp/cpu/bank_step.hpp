@@ -24,8 +24,10 @@
 namespace esamp::cpu {
 
 struct TrainReport {
-  float loss = 0.0f;  // mean over the updated slots of each slot's mean squared error
-  int slots_updated = 0;
+  float loss =
+      0.0f;  // mean over the updated slots (not the prior) of each slot's mean squared error
+  int slots_updated = 0;  // slots updated, the prior not counted
+  int updates = 0;        // optimizer steps: one per updated slot, more while young, the prior's
   std::int64_t rows_trained = 0;
   std::int64_t rows_nonfinite = 0;  // rows left out: source or target not finite
 };
@@ -85,12 +87,26 @@ inline void gather_rows(const ConstMatrixView& src, const StepPlanView& plan, Ma
   }
 }
 
+// What train() does beyond one update per slot present (ExplorationConfig.warm_start,
+// young_updates, young_repeat).
+struct TrainingSchedule {
+  int prior_slot = -1;    // >= 0: this slot also trains, once per step, on every row trained
+  int young_updates = 0;  // a slot with fewer updates than this is young...
+  int young_repeat = 1;   // ...and is updated this many times per step
+
+  static TrainingSchedule of(const ExplorationConfig& e, int slots) {
+    return {e.warm_start ? slots - 1 : -1, e.young_updates, e.young_repeat};
+  }
+};
+
 class BankStep {
  public:
   // `threads`: how many threads share each slot's backward and update (the caller's and
   // threads - 1 workers of this step's own).
-  BankStep(const DistillerConfig& config, int max_rows, int threads = 1)
+  BankStep(const DistillerConfig& config, int max_rows, int threads = 1,
+           const TrainingSchedule& schedule = {})
       : config_(config),
+        schedule_(schedule),
         settings_(OptimizerSettings::of(config)),
         layout_{config.hidden_size, config.rank},
         builder_(StepPlanLayout::make(max_rows, config.slots), config.slots),
@@ -121,9 +137,8 @@ class BankStep {
     const StepPlanView plan = plan_view();
     gather_rows(source, plan, act_.x, source_finite_.data());
     for (int s = 0; s < plan.segments(); ++s)
-      cpu::forward<float>({bank.slot_data(BankArray::parameters, plan.segment_slot(s)), layout_},
-                          config_.output_norm, act_, plan.segment_begin(s),
-                          plan.segment_end(s) - plan.segment_begin(s));
+      forward_rows(bank, plan.segment_slot(s), plan.segment_begin(s),
+                   plan.segment_end(s) - plan.segment_begin(s));
   }
 
   // Gathers the target rows (kept until train).
@@ -137,30 +152,39 @@ class BankStep {
     return source_finite_[static_cast<std::size_t>(p)] ? act_.y_hat.row(p).data() : nullptr;
   }
 
-  // Backward against the gathered targets and one optimizer step per slot present. Rows whose
-  // source or target is not finite are left out: the finite rows of a segment move to its front, in
-  // plan order, and are forwarded again on their own, so the update is bit for bit that of a step
-  // without the bad rows (their predictions, already used, are overwritten). A slot left with no
-  // row is not updated.
+  // Backward against the gathered targets and one optimizer step per slot present (more while a
+  // slot is young, then the prior's; TrainingSchedule). Rows whose source or target is not finite
+  // are left out: the finite rows of a segment move to its front, in plan order, and are forwarded
+  // again on their own, so the update is bit for bit that of a step without the bad rows (their
+  // predictions, already used, are overwritten). A slot left with no row is not updated.
   TrainReport train(BankState& bank) {
     const StepPlanView plan = plan_view();
     TrainReport report;
     double loss_sum = 0.0;
+    int trained = 0;  // the rows trained so far, moved to positions [0, trained) for the prior
     for (int s = 0; s < plan.segments(); ++s) {
       const int begin = plan.segment_begin(s), count = plan.segment_end(s) - begin;
       const int used = keep_finite_rows(begin, count);
       report.rows_nonfinite += count - used;
       if (used == 0) continue;
       const int slot = plan.segment_slot(s);
-      const ParameterMaps<const float> params{bank.slot_data(BankArray::parameters, slot), layout_};
-      if (used < count) cpu::forward<float>(params, config_.output_norm, act_, begin, used);
-      const float loss = cpu::backward_rows<float>(params, config_.output_norm, act_, begin, used,
-                                                   target_.middleRows(begin, used),
-                                                   all_rows_.data(), vector_grad_.data(), scratch_);
-      update_slot(bank, slot, begin, used);
-      loss_sum += loss;
+      if (used < count) forward_rows(bank, slot, begin, used);
+      loss_sum += update(bank, slot, begin, used);
+      ++report.updates;
+      for (int r = 1;
+           r < schedule_.young_repeat && bank.slot_updates(slot) < schedule_.young_updates;
+           ++r, ++report.updates) {
+        forward_rows(bank, slot, begin, used);
+        update(bank, slot, begin, used);
+      }
       report.rows_trained += used;
       ++report.slots_updated;
+      if (schedule_.prior_slot >= 0) trained = move_rows(begin, used, trained);
+    }
+    if (trained > 0) {
+      forward_rows(bank, schedule_.prior_slot, 0, trained);
+      update(bank, schedule_.prior_slot, 0, trained);
+      ++report.updates;
     }
     report.loss = report.slots_updated ? static_cast<float>(loss_sum / report.slots_updated) : 0.0f;
     return report;
@@ -181,6 +205,32 @@ class BankStep {
       ++kept;
     }
     return kept - begin;
+  }
+
+  // Moves the source and target rows [begin, begin + count) to [to, to + count), to <= begin;
+  // returns to + count.
+  int move_rows(int begin, int count, int to) {
+    if (to != begin)
+      for (int r = 0; r < count; ++r) {
+        act_.x.row(to + r) = act_.x.row(begin + r);
+        target_.row(to + r) = target_.row(begin + r);
+      }
+    return to + count;
+  }
+
+  void forward_rows(const BankState& bank, int slot, int begin, int count) {
+    cpu::forward<float>({bank.slot_data(BankArray::parameters, slot), layout_}, config_.output_norm,
+                        act_, begin, count);
+  }
+
+  // Backward on positions [begin, begin + count), forwarded with the slot's parameters as they
+  // are, and one optimizer step; returns the loss.
+  float update(BankState& bank, int slot, int begin, int count) {
+    const float loss = cpu::backward_rows<float>(
+        {bank.slot_data(BankArray::parameters, slot), layout_}, config_.output_norm, act_, begin,
+        count, target_.middleRows(begin, count), all_rows_.data(), vector_grad_.data(), scratch_);
+    update_slot(bank, slot, begin, count);
+    return loss;
   }
 
   // One thread's share of a slot's update: its weight gradients a block at a time, each block
@@ -260,6 +310,7 @@ class BankStep {
   }
 
   DistillerConfig config_;
+  TrainingSchedule schedule_;
   OptimizerSettings settings_;
   ParameterLayout layout_;
   StepPlanBuilder builder_;
