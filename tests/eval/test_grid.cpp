@@ -75,6 +75,18 @@ TEST_CASE("every esamp key is parsed and shows in the label") {
         "target=-2@layer_output");
 }
 
+TEST_CASE("warm_start, young and young_repeat are parsed and show in the label") {
+  const EvalConfig c = parse_curve("w: warm_start=1; young=32; young_repeat=4").front();
+  CHECK(c.esamp);
+  CHECK(c.exploration.warm_start);
+  CHECK(c.exploration.young_updates == 32);
+  CHECK(c.exploration.young_repeat == 4);
+  CHECK(c.label() == "T=1 beta=0.5 latent group warm_start=1 young=32 young_repeat=4");
+  CHECK_FALSE(parse_curve("w: warm_start=0").front().exploration.warm_start);
+  CHECK_THROWS_AS(parse_curve("w: warm_start=2"), UsageError);
+  CHECK_THROWS_AS(parse_curve("w: young_repeat=0"), UsageError);
+}
+
 TEST_CASE("target=final trains on h: the sampler's target is the final-normed state") {
   const EvalConfig c = parse_curve("f: target=final").front();
   CHECK(c.exploration.target.layer == -1);
