@@ -135,6 +135,10 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
     c.young_repeat = 0;
     expected = "ExplorationConfig.young_repeat = 0: must be in [1, 64]";
   }
+  SECTION("lr_decay_updates") {
+    c.lr_decay_updates = -2;
+    expected = "ExplorationConfig.lr_decay_updates = -2: must be in [0, 1000000]";
+  }
   SECTION("max_rows") {
     c.max_rows = 0;
     expected = "ExplorationConfig.max_rows = 0: must be in [1, 1048576]";

@@ -741,11 +741,46 @@ TEST_CASE("warm start and young repeats on a non-CPU backend are refused with a 
   REQUIRE_NOTHROW(ExploratorySampler(kLayers, distiller_config(2), e, lookalike));
   e.warm_start = true;
   REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
-                      Contains("ExplorationConfig.warm_start = true, young_updates = 0: "
-                               "warm-started slots and young slots' repeated updates are "
-                               "implemented on the CPU backend only"));
+                      Contains("ExplorationConfig.warm_start = true, young_updates = 0, "
+                               "lr_decay_updates = 0: warm-started slots, young slots' repeated "
+                               "updates and lr decay are implemented on the CPU backend only"));
   e.warm_start = false;
   e.young_updates = 8;
   REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
                       Contains("young_updates = 8"));
+  e.young_updates = 0;
+  e.lr_decay_updates = 4;
+  REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
+                      Contains("lr_decay_updates = 4"));
+}
+
+TEST_CASE(
+    "with lr_decay_updates d a group's slot with n updates trains at lr · d / (d + n); the prior "
+    "not",
+    "[sampler][lr_decay]") {
+  ExplorationConfig e = exploration_config();
+  e.lr_decay_updates = 2;
+  e.warm_start = true;
+  ExploratorySampler s(kLayers, distiller_config(1), e);
+  const GroupId g = s.open_group();
+  BankState group_ref(distiller_config(1)), prior_ref(distiller_config(1));
+  for (std::uint32_t t = 0; t < 4; ++t) {
+    const StepInputs in = random_step(3, 1700 + 3 * static_cast<std::uint32_t>(t));
+    run_step(s, {g, g, g}, in);
+    // The group's slot: one AdamW step at the decayed lr, continuing its moments and count.
+    DistillerConfig decayed = distiller_config(1);
+    decayed.lr = static_cast<float>(decayed.lr * 2.0 / (2.0 + t));
+    LatentDistiller step(BankState(
+        decayed, group_ref.whole(BankArray::parameters), group_ref.whole(BankArray::first_moment),
+        group_ref.whole(BankArray::second_moment), group_ref.update_counts()));
+    step.train_step(std::vector<int>(3, 0), cview(in.source), cview(in.target));
+    group_ref = step.state();
+    LatentDistiller prior(prior_ref);
+    prior.train_step(std::vector<int>(3, 0), cview(in.source), cview(in.target));
+    prior_ref = prior.state();
+  }
+  const BankState bank = s.bank();
+  REQUIRE(same_slot(bank, s.slot_of(g), group_ref, 0));
+  REQUIRE(same_slot(bank, 1, prior_ref, 0));
+  REQUIRE_FALSE(same_slot(bank, s.slot_of(g), prior_ref, 0));  // the decay did change the update
 }

@@ -111,6 +111,10 @@ const std::vector<KeySpec>& key_table() {
        [](EvalConfig& c, auto option, auto v) {
          c.exploration.young_repeat = parse_int(option, v, 1, 64);
        }},
+      {"lr_decay", true,
+       [](EvalConfig& c, auto option, auto v) {
+         c.exploration.lr_decay_updates = parse_int(option, v, 0, 1000000);
+       }},
       {"source", true,
        [](EvalConfig& c, auto option, auto v) { c.exploration.source = parse_tap(option, v); }},
       {"target", true,
@@ -156,6 +160,8 @@ std::string EvalConfig::label() const {
     text += fmt::format(" young={}", exploration.young_updates);
   if (exploration.young_repeat != defaults.young_repeat)
     text += fmt::format(" young_repeat={}", exploration.young_repeat);
+  if (exploration.lr_decay_updates != defaults.lr_decay_updates)
+    text += fmt::format(" lr_decay={}", exploration.lr_decay_updates);
   if (exploration.source.layer != defaults.source.layer ||
       exploration.source.site != defaults.source.site)
     text += " source=" + tap_text(exploration.source);
@@ -187,8 +193,8 @@ std::vector<EvalConfig> parse_curve(std::string_view spec) {
     if (equals == std::string_view::npos || found == keys.end())
       usage_error(
           "--curve {}: '{}': expected key=value with a key among T, top_p, min_p, beta, mix, "
-          "latent_mix, sharing, rank, lr, warmup, warm_start, young, young_repeat, source, "
-          "target",
+          "latent_mix, sharing, rank, lr, warmup, warm_start, young, young_repeat, lr_decay, "
+          "source, target",
           curve, item);
     const auto index = static_cast<std::size_t>(found - keys.begin());
     if (std::any_of(axes.begin(), axes.end(), [index](const auto& a) { return a.first == index; }))

@@ -30,8 +30,8 @@ struct EvalConfig {
 // Parses one curve spec; throws generation::UsageError naming the spec, key and value.
 // Keys: T, top_p, min_p (plain and esamp); beta, mix (latent|candidates), latent_mix
 // (full|orthogonal|norm_kept), sharing (group|global|sample), rank,
-// lr, warmup, warm_start (0|1), young, young_repeat, source (LAYER[@SITE]), target (LAYER[@SITE]
-// or final) make the curve esamp.
+// lr, warmup, warm_start (0|1), young, young_repeat, lr_decay, source (LAYER[@SITE]), target
+// (LAYER[@SITE] or final) make the curve esamp.
 std::vector<EvalConfig> parse_curve(std::string_view spec);
 
 // The default grid's curve specs (README.md in this folder explains the choice).

@@ -114,6 +114,8 @@ std::string usage(const char* program) {
       "                           row of every group [0]\n"
       "  young, young_repeat      a distiller with fewer than `young` updates is updated\n"
       "                           young_repeat times per step [0, 1]\n"
+      "  lr_decay                 d > 0: a group's distiller with n updates trains at\n"
+      "                           lr·d/(d+n) [0: constant lr]\n"
       "  source, target           taps LAYER@SITE (SITE: layer_input, layer_input_normed "
       "[default],\n"
       "                           layer_output; LAYER -1 = last) [0@..., -1@...]; target=final\n"

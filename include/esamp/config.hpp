@@ -120,6 +120,9 @@ struct ExplorationConfig {
   // young_repeat times on the step's rows (CPU backend), so a new group learns in fewer steps.
   int young_updates = 0;
   int young_repeat = 1;
+  // > 0: a group's slot with n updates (since it was opened) trains with lr · d / (d + n), d this
+  // value (an inverse-time decay; CPU backend; the prior of warm_start keeps DistillerConfig.lr).
+  int lr_decay_updates = 0;
   int max_rows = 256;  // rows per step the workspace is sized for
   bool background_training =
       false;  // CPU: end_step trains on a worker thread, joined before next use
@@ -194,6 +197,8 @@ inline void ExplorationConfig::validate(int num_layers) const {
     fail("ExplorationConfig.young_updates = {}: must be in [0, 1000000]", young_updates);
   if (young_repeat < 1 || young_repeat > 64)
     fail("ExplorationConfig.young_repeat = {}: must be in [1, 64]", young_repeat);
+  if (lr_decay_updates < 0 || lr_decay_updates > 1000000)
+    fail("ExplorationConfig.lr_decay_updates = {}: must be in [0, 1000000]", lr_decay_updates);
 }
 
 }  // namespace esamp

@@ -75,13 +75,15 @@ TEST_CASE("every esamp key is parsed and shows in the label") {
         "target=-2@layer_output");
 }
 
-TEST_CASE("warm_start, young and young_repeat are parsed and show in the label") {
-  const EvalConfig c = parse_curve("w: warm_start=1; young=32; young_repeat=4").front();
+TEST_CASE("warm_start, young, young_repeat and lr_decay are parsed and show in the label") {
+  const EvalConfig c =
+      parse_curve("w: warm_start=1; young=32; young_repeat=4; lr_decay=16").front();
   CHECK(c.esamp);
   CHECK(c.exploration.warm_start);
   CHECK(c.exploration.young_updates == 32);
   CHECK(c.exploration.young_repeat == 4);
-  CHECK(c.label() == "T=1 beta=0.5 latent group warm_start=1 young=32 young_repeat=4");
+  CHECK(c.exploration.lr_decay_updates == 16);
+  CHECK(c.label() == "T=1 beta=0.5 latent group warm_start=1 young=32 young_repeat=4 lr_decay=16");
   CHECK_FALSE(parse_curve("w: warm_start=0").front().exploration.warm_start);
   CHECK_THROWS_AS(parse_curve("w: warm_start=2"), UsageError);
   CHECK_THROWS_AS(parse_curve("w: young_repeat=0"), UsageError);

@@ -87,15 +87,16 @@ inline void gather_rows(const ConstMatrixView& src, const StepPlanView& plan, Ma
   }
 }
 
-// What train() does beyond one update per slot present (ExplorationConfig.warm_start,
-// young_updates, young_repeat).
+// What train() does beyond one update per slot present at DistillerConfig.lr
+// (ExplorationConfig.warm_start, young_updates, young_repeat, lr_decay_updates).
 struct TrainingSchedule {
-  int prior_slot = -1;    // >= 0: this slot also trains, once per step, on every row trained
-  int young_updates = 0;  // a slot with fewer updates than this is young...
-  int young_repeat = 1;   // ...and is updated this many times per step
+  int prior_slot = -1;       // >= 0: this slot also trains, once per step, on every row trained
+  int young_updates = 0;     // a slot with fewer updates than this is young...
+  int young_repeat = 1;      // ...and is updated this many times per step
+  int lr_decay_updates = 0;  // > 0: lr · d / (d + n) for a group slot with n updates
 
   static TrainingSchedule of(const ExplorationConfig& e, int slots) {
-    return {e.warm_start ? slots - 1 : -1, e.young_updates, e.young_repeat};
+    return {e.warm_start ? slots - 1 : -1, e.young_updates, e.young_repeat, e.lr_decay_updates};
   }
 };
 
@@ -251,6 +252,7 @@ class BankStep {
     float* params = nullptr;
     float* m = nullptr;
     float* v = nullptr;
+    OptimizerSettings settings;  // lr decayed per TrainingSchedule
     AdamWScale scale;
     int begin = 0, rows = 0;
   };
@@ -259,11 +261,17 @@ class BankStep {
   // then b, w and c.
   void update_slot(BankState& bank, int slot, int begin, int rows) {
     const std::int64_t step = ++bank.slot_updates(slot);
-    update_ = {bank.slot_data(BankArray::parameters, slot), nullptr, nullptr, {}, begin, rows};
+    update_ = {
+        bank.slot_data(BankArray::parameters, slot), nullptr, nullptr, settings_, {}, begin, rows};
+    if (schedule_.lr_decay_updates > 0 && slot != schedule_.prior_slot) {
+      const double d = schedule_.lr_decay_updates;
+      update_.settings.lr =
+          static_cast<float>(settings_.lr * d / (d + static_cast<double>(step - 1)));
+    }
     if (config_.optimizer == Optimizer::adamw) {
       update_.m = bank.slot_data(BankArray::first_moment, slot);
       update_.v = bank.slot_data(BankArray::second_moment, slot);
-      update_.scale = adamw_scale(settings_, step);
+      update_.scale = adamw_scale(update_.settings, step);
     }
     for (auto& worker : workers_) worker->start();
     update_part(0);
@@ -302,10 +310,10 @@ class BankStep {
   // The optimizer step on parameters [at, at + n) of the slot under way, given their gradient.
   void apply(std::int64_t at, const float* grad, std::int64_t n) const {
     if (config_.optimizer == Optimizer::sgd) {
-      sgd_update(update_.params + at, grad, n, config_.lr);
+      sgd_update(update_.params + at, grad, n, update_.settings.lr);
       return;
     }
-    adamw_update(update_.params + at, update_.m + at, update_.v + at, grad, n, settings_,
+    adamw_update(update_.params + at, update_.m + at, update_.v + at, grad, n, update_.settings,
                  update_.scale);
   }
 
