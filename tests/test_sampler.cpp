@@ -622,6 +622,8 @@ TEST_CASE("warm start: the prior trains on every row of every step and a new gro
           "[sampler][warm_start]") {
   ExplorationConfig e = exploration_config();
   e.warm_start = true;
+  e.training_threads = GENERATE(1, 2);  // the parts of an update give the same bits
+  INFO("training_threads " << e.training_threads);
   ExploratorySampler s(kLayers, distiller_config(2), e);
   REQUIRE(s.bank().slots() == 3);
   const int prior = 2;
@@ -691,6 +693,8 @@ TEST_CASE("a young slot is updated young_repeat times per step until young_updat
   ExplorationConfig e = exploration_config();
   e.young_updates = 3;
   e.young_repeat = 2;
+  e.training_threads = GENERATE(1, 2);
+  INFO("training_threads " << e.training_threads);
   ExploratorySampler s(kLayers, distiller_config(2), e);
   const GroupId g = s.open_group();
   LatentDistiller reference(distiller_config(1));
