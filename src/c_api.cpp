@@ -26,6 +26,9 @@ static_assert(ESAMP_SITE_LAYER_OUTPUT == static_cast<int>(esamp::Site::layer_out
 static_assert(ESAMP_SITE_FINAL_NORMED == static_cast<int>(esamp::Site::final_normed));
 static_assert(ESAMP_MIX_LATENT == static_cast<int>(esamp::MixMode::latent));
 static_assert(ESAMP_MIX_CANDIDATES == static_cast<int>(esamp::MixMode::candidates));
+static_assert(ESAMP_LATENT_MIX_FULL == static_cast<int>(esamp::LatentMix::full));
+static_assert(ESAMP_LATENT_MIX_ORTHOGONAL == static_cast<int>(esamp::LatentMix::orthogonal));
+static_assert(ESAMP_LATENT_MIX_NORM_KEPT == static_cast<int>(esamp::LatentMix::norm_kept));
 static_assert(ESAMP_SHARING_PER_GROUP == static_cast<int>(esamp::Sharing::per_group));
 static_assert(ESAMP_SHARING_GLOBAL == static_cast<int>(esamp::Sharing::global));
 static_assert(ESAMP_OPTIMIZER_ADAMW == static_cast<int>(esamp::Optimizer::adamw));
@@ -166,6 +169,12 @@ esamp::ExplorationConfig to_config(const esamp_exploration_params& p) {
   c.max_rows = p.max_rows;
   c.background_training = p.background_training;
   c.training_threads = p.training_threads;
+  c.latent_mix =
+      to_enum<esamp::LatentMix>(p.latent_mix, 3, kOwner, "latent_mix", "esamp_latent_mix");
+  c.warm_start = p.warm_start;
+  c.young_updates = p.young_updates;
+  c.young_repeat = p.young_repeat;
+  c.lr_decay_updates = p.lr_decay_updates;
   return c;
 }
 
@@ -267,6 +276,11 @@ esamp_exploration_params esamp_default_exploration_params(void) {
   p.max_rows = c.max_rows;
   p.background_training = c.background_training;
   p.training_threads = c.training_threads;
+  p.latent_mix = static_cast<esamp_latent_mix>(c.latent_mix);
+  p.warm_start = c.warm_start;
+  p.young_updates = c.young_updates;
+  p.young_repeat = c.young_repeat;
+  p.lr_decay_updates = c.lr_decay_updates;
   return p;
 }
 

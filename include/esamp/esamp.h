@@ -55,6 +55,13 @@ typedef enum esamp_mix_mode {
   ESAMP_MIX_CANDIDATES = 1 /* mix the filter's candidate logits after it (esamp_mix_logits) */
 } esamp_mix_mode;
 
+/* What latent mixing does with the prediction's part along h (ExplorationConfig::latent_mix). */
+typedef enum esamp_latent_mix {
+  ESAMP_LATENT_MIX_FULL = 0,       /* (1+beta) h - beta y_hat, the paper's rule */
+  ESAMP_LATENT_MIX_ORTHOGONAL = 1, /* only y_hat's part orthogonal to h moves h */
+  ESAMP_LATENT_MIX_NORM_KEPT = 2   /* the full mix rescaled to |h| per row */
+} esamp_latent_mix;
+
 typedef enum esamp_sharing {
   ESAMP_SHARING_PER_GROUP = 0, /* one bank slot per open group */
   ESAMP_SHARING_GLOBAL = 1     /* one slot for every row */
@@ -108,9 +115,14 @@ typedef struct esamp_exploration_params {
   esamp_mix_mode mix;
   int32_t warmup_updates; /* a group's rows are mixed once its slot has this many updates */
   esamp_sharing sharing;
-  int32_t max_rows;         /* the most rows in one step: buffers are sized for it at creation */
-  bool background_training; /* CPU: end_step trains on a worker thread */
-  int32_t training_threads; /* CPU: threads sharing each training step's update (default 1) */
+  int32_t max_rows;            /* the most rows in one step: buffers are sized for it at creation */
+  bool background_training;    /* CPU: end_step trains on a worker thread */
+  int32_t training_threads;    /* CPU: threads sharing each training step's update (default 1) */
+  esamp_latent_mix latent_mix; /* latent mode only */
+  bool warm_start;             /* CPU, per-group sharing: new groups start from a shared prior */
+  int32_t young_updates;       /* CPU: a slot with fewer updates than this is young... */
+  int32_t young_repeat;        /* ...and is updated this many times per step */
+  int32_t lr_decay_updates;    /* CPU: > 0 decays a group's lr as lr d / (d + n) */
 } esamp_exploration_params;
 
 /* Where a CUDA sampler runs (esamp_sampler_create_cuda); views it is given hold device memory. */

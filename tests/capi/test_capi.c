@@ -202,6 +202,14 @@ static void test_bad_configs(void) {
   bad_e.training_threads = 0;
   CHECK_FAILS(esamp_sampler_create(kLayers, &d, &bad_e, &s), ESAMP_STATUS_INVALID_ARGUMENT, f,
               "training_threads = 0");
+  bad_e = e;
+  bad_e.latent_mix = (esamp_latent_mix)3;
+  CHECK_FAILS(esamp_sampler_create(kLayers, &d, &bad_e, &s), ESAMP_STATUS_INVALID_ARGUMENT, f,
+              "latent_mix = 3");
+  bad_e = e;
+  bad_e.young_repeat = 0;
+  CHECK_FAILS(esamp_sampler_create(kLayers, &d, &bad_e, &s), ESAMP_STATUS_INVALID_ARGUMENT, f,
+              "young_repeat = 0");
   CHECK(s == NULL);
   /* A caller built against an esamp.h from before training_threads gets its default. */
   bad_e = e;
@@ -553,6 +561,65 @@ static void test_cuda_create(void) {
   CHECK(strcmp(esamp_status_name(ESAMP_STATUS_UNSUPPORTED), "ESAMP_STATUS_UNSUPPORTED") == 0);
 }
 
+/* The training and mixing options reach the sampler: warm_start also updates the prior, a young
+ * slot is updated young_repeat times per step, norm_kept mixing keeps each row's norm. */
+static void test_exploration_options(void) {
+  const esamp_distiller_params d = distiller_params(kHidden);
+  const struct {
+    bool warm_start;
+    int32_t young_updates, young_repeat;
+    int64_t slot_updates; /* after one step of one group */
+  } cases[] = {{false, 0, 1, 1}, {true, 0, 1, 2}, {false, 4, 3, 3}};
+  size_t c;
+  for (c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
+    esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
+    esamp_sampler* s = NULL;
+    esamp_group g = -1;
+    esamp_group rows[kRows];
+    float final_hidden[kRows * kHidden];
+    esamp_stats stats;
+    size_t r;
+    e.warm_start = cases[c].warm_start;
+    e.young_updates = cases[c].young_updates;
+    e.young_repeat = cases[c].young_repeat;
+    CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
+    if (!s) continue;
+    CHECK_OK(esamp_open_group(s, &g));
+    for (r = 0; r < kRows; ++r) rows[r] = g;
+    latent_step(s, rows, kRows, 30, final_hidden);
+    stats.struct_size = sizeof stats;
+    CHECK_OK(esamp_get_stats(s, &stats));
+    CHECK(stats.slot_updates == cases[c].slot_updates);
+    esamp_sampler_destroy(s);
+  }
+  {
+    esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
+    esamp_sampler* s = NULL;
+    esamp_group g = -1;
+    esamp_group rows[kRows];
+    float final_hidden[kRows * kHidden], base[kRows * kHidden];
+    size_t r, j;
+    e.latent_mix = ESAMP_LATENT_MIX_NORM_KEPT;
+    CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
+    if (!s) return;
+    CHECK_OK(esamp_open_group(s, &g));
+    for (r = 0; r < kRows; ++r) rows[r] = g;
+    latent_step(s, rows, kRows, 40, final_hidden);
+    latent_step(s, rows, kRows, 50, final_hidden);
+    CHECK(rows_changed(final_hidden, kRows, 50) == kRows);
+    fill(base, kRows * kHidden, 50 + 2);
+    for (r = 0; r < kRows; ++r) {
+      double before = 0.0, after = 0.0;
+      for (j = 0; j < kHidden; ++j) {
+        before += (double)base[r * kHidden + j] * base[r * kHidden + j];
+        after += (double)final_hidden[r * kHidden + j] * final_hidden[r * kHidden + j];
+      }
+      CHECK(fabs(sqrt(after) - sqrt(before)) <= 1e-5 * sqrt(before));
+    }
+    esamp_sampler_destroy(s);
+  }
+}
+
 int main(int argc, char** argv) {
   const esamp_distiller_params d = distiller_params(kHidden);
   esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
@@ -582,6 +649,7 @@ int main(int argc, char** argv) {
   }
   test_candidates();
   test_beta();
+  test_exploration_options();
   test_cuda_create();
 
   if (g_failures) {
