@@ -199,11 +199,7 @@ class BankStep {
     for (int p = begin; p < begin + count; ++p) {
       const auto k = static_cast<std::size_t>(p);
       if (!source_finite_[k] || !target_finite_[k]) continue;
-      if (p != kept) {
-        act_.x.row(kept) = act_.x.row(p);
-        target_.row(kept) = target_.row(p);
-      }
-      ++kept;
+      move_row(p, kept++);
     }
     return kept - begin;
   }
@@ -211,12 +207,15 @@ class BankStep {
   // Moves the source and target rows [begin, begin + count) to [to, to + count), to <= begin;
   // returns to + count.
   int move_rows(int begin, int count, int to) {
-    if (to != begin)
-      for (int r = 0; r < count; ++r) {
-        act_.x.row(to + r) = act_.x.row(begin + r);
-        target_.row(to + r) = target_.row(begin + r);
-      }
+    for (int r = 0; r < count; ++r) move_row(begin + r, to + r);
     return to + count;
+  }
+
+  // The source and target rows of position `from` to position `to`.
+  void move_row(int from, int to) {
+    if (from == to) return;
+    act_.x.row(to) = act_.x.row(from);
+    target_.row(to) = target_.row(from);
   }
 
   void forward_rows(const BankState& bank, int slot, int begin, int count) {
