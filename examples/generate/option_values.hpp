@@ -94,10 +94,40 @@ struct OptionSpec {
   std::function<void(Options&, std::string_view option, const std::string& value)> apply;
 };
 
-// The sampling filter's options, writing `Options::filter` (an esamp::Filter).
+// --prompt and --prompts-file: one of them, once.
 template <class Options>
-std::vector<OptionSpec<Options>> filter_options() {
+void take_prompt_option(Options& o, std::string_view option) {
+  if (o.prompt_given) usage_error("{}: give one of --prompt and --prompts-file, once", option);
+  o.prompt_given = true;
+}
+
+// The options every sampling program takes: the prompts, samples and tokens, the sampling filter
+// and β, writing Options' prompts, prompt_given, samples, new_tokens, filter (an esamp::Filter)
+// and beta.
+template <class Options>
+std::vector<OptionSpec<Options>> sampling_options() {
+  constexpr int kMaxSamples = 4096;
+  constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
   return {
+      {"--prompt", "TEXT", "the prompt [Once upon a time]",
+       [](Options& o, auto option, const std::string& v) {
+         take_prompt_option(o, option);
+         o.prompts = {v};
+       }},
+      {"--prompts-file", "PATH",
+       "one prompt per line (blank lines skipped), each its own group, run one after another",
+       [](Options& o, auto option, const std::string& v) {
+         take_prompt_option(o, option);
+         o.prompts = read_prompts(option, v);
+       }},
+      {"--samples", "N", "samples per prompt, decoded as one batch [8]",
+       [](Options& o, auto option, const std::string& v) {
+         o.samples = parse_int(option, v, 1, kMaxSamples);
+       }},
+      {"--tokens", "N", "new tokens per sample (fewer when a sample ends) [128]",
+       [](Options& o, auto option, const std::string& v) {
+         o.new_tokens = parse_int(option, v, 1, kMaxTokens);
+       }},
       {"--temperature", "T", "sampling temperature, 0 = greedy [1.0]",
        [](Options& o, auto option, const std::string& v) {
          o.filter.temperature = parse_float(option, v, 0.0f, 1e6f);
@@ -114,6 +144,22 @@ std::vector<OptionSpec<Options>> filter_options() {
        [](Options& o, auto option, const std::string& v) {
          o.filter.min_p = parse_float(option, v, 0.0f, 1.0f);
        }},
+      {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
+       [](Options& o, auto option, const std::string& v) {
+         o.beta = parse_float(option, v, 0.0f, 1e6f);
+       }},
+  };
+}
+
+// --json, --quiet and --help, writing Options' json, quiet and help.
+template <class Options>
+std::vector<OptionSpec<Options>> output_options() {
+  return {
+      {"--json", "", "machine-readable output on stdout",
+       [](Options& o, auto, auto&) { o.json = true; }},
+      {"--quiet", "", "only the sample texts on stdout, nothing on stderr",
+       [](Options& o, auto, auto&) { o.quiet = true; }},
+      {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
   };
 }
 

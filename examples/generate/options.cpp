@@ -10,14 +10,7 @@
 namespace esamp::generation {
 namespace {
 
-void take_prompt_option(Options& o, std::string_view option) {
-  if (o.prompt_given) usage_error("{}: give one of --prompt and --prompts-file, once", option);
-  o.prompt_given = true;
-}
-
 const std::vector<OptionSpec<Options>>& option_table() {
-  constexpr int kMaxSamples = 4096;
-  constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
   static const std::vector<OptionSpec<Options>> table = joined<Options>(
       {{
            {"--model", "PATH",
@@ -26,32 +19,9 @@ const std::vector<OptionSpec<Options>>& option_table() {
             [](Options& o, auto, const std::string& v) { o.model_path = v; }},
            {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
             [](Options& o, auto, const std::string& v) { o.tokenizer_path = v; }},
-           {"--prompt", "TEXT", "the prompt [Once upon a time]",
-            [](Options& o, auto option, const std::string& v) {
-              take_prompt_option(o, option);
-              o.prompts = {v};
-            }},
-           {"--prompts-file", "PATH",
-            "one prompt per line (blank lines skipped), each its own group, run one after another",
-            [](Options& o, auto option, const std::string& v) {
-              take_prompt_option(o, option);
-              o.prompts = read_prompts(option, v);
-            }},
-           {"--samples", "N", "samples per prompt, decoded as one batch [8]",
-            [](Options& o, auto option, const std::string& v) {
-              o.samples = parse_int(option, v, 1, kMaxSamples);
-            }},
-           {"--tokens", "N", "new tokens per sample (fewer when it ends with EOS/BOS) [128]",
-            [](Options& o, auto option, const std::string& v) {
-              o.new_tokens = parse_int(option, v, 1, kMaxTokens);
-            }},
        },
-       filter_options<Options>(),
+       sampling_options<Options>(),
        {
-           {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
-            [](Options& o, auto option, const std::string& v) {
-              o.beta = parse_float(option, v, 0.0f, 1e6f);
-            }},
            {"--mix", "latent|candidates", "where the distiller's prediction is mixed [latent]",
             [](Options& o, auto option, const std::string& v) {
               o.mix = parse_choice<MixMode>(
@@ -83,12 +53,8 @@ const std::vector<OptionSpec<Options>>& option_table() {
             "also run plain sampling (same seed and filters) at the temperature that matches "
             "esamp's perplexity within 3% (found by a few runs), and compare",
             [](Options& o, auto, auto&) { o.compare = true; }},
-           {"--json", "", "machine-readable output on stdout",
-            [](Options& o, auto, auto&) { o.json = true; }},
-           {"--quiet", "", "only the sample texts on stdout, nothing on stderr",
-            [](Options& o, auto, auto&) { o.quiet = true; }},
-           {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
-       }});
+       },
+       output_options<Options>()});
   return table;
 }
 

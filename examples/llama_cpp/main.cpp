@@ -41,12 +41,6 @@ struct Options {
   bool compare = false, json = false, quiet = false, help = false;
 };
 
-void take_prompt_option(Options& o, std::string_view option) {
-  if (o.prompt_given)
-    generation::usage_error("{}: give one of --prompt and --prompts-file, once", option);
-  o.prompt_given = true;
-}
-
 const std::vector<OptionSpec<Options>>& option_table() {
   using namespace generation;
   static const std::vector<OptionSpec<Options>> table = joined<Options>(
@@ -54,32 +48,9 @@ const std::vector<OptionSpec<Options>>& option_table() {
            {"--model", "PATH",
             "any GGUF model llama.cpp loads [stories260K.gguf in $ESAMP_MODEL_DIR, else the cache]",
             [](Options& o, auto, const std::string& v) { o.model_path = v; }},
-           {"--prompt", "TEXT", "the prompt [Once upon a time]",
-            [](Options& o, auto option, const std::string& v) {
-              take_prompt_option(o, option);
-              o.prompts = {v};
-            }},
-           {"--prompts-file", "PATH",
-            "one prompt per line (blank lines skipped), each its own group",
-            [](Options& o, auto option, const std::string& v) {
-              take_prompt_option(o, option);
-              o.prompts = read_prompts(option, v);
-            }},
-           {"--samples", "N", "samples per prompt, decoded as one batch [8]",
-            [](Options& o, auto option, const std::string& v) {
-              o.samples = parse_int(option, v, 1, 4096);
-            }},
-           {"--tokens", "N", "new tokens per sample (fewer when it ends) [128]",
-            [](Options& o, auto option, const std::string& v) {
-              o.new_tokens = parse_int(option, v, 1, 1 << 20);
-            }},
        },
-       filter_options<Options>(),
+       sampling_options<Options>(),
        {
-           {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
-            [](Options& o, auto option, const std::string& v) {
-              o.beta = parse_float(option, v, 0.0f, 1e6f);
-            }},
            {"--rank", "R", "distiller rank [128, capped at the model's hidden size]",
             [](Options& o, auto option, const std::string& v) {
               o.rank = parse_int(option, v, 1, 1 << 20);
@@ -95,12 +66,8 @@ const std::vector<OptionSpec<Options>>& option_table() {
            {"--compare", "",
             "also run plain llama.cpp sampling (same seed and settings) and compare",
             [](Options& o, auto, auto&) { o.compare = true; }},
-           {"--json", "", "machine-readable output on stdout",
-            [](Options& o, auto, auto&) { o.json = true; }},
-           {"--quiet", "", "only the sample texts on stdout, nothing on stderr",
-            [](Options& o, auto, auto&) { o.quiet = true; }},
-           {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
-       }});
+       },
+       output_options<Options>()});
   return table;
 }
 
