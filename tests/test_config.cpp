@@ -99,13 +99,14 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
   }
   SECTION("target before the source") {
     c.source.layer = 3;
-    c.target.layer = 1;
+    c.target = {1, esamp::Site::layer_input_normed};
     expected =
         "ExplorationConfig.target = (layer 1, layer_input_normed): must come after the "
         "source (layer 3, layer_input_normed)";
   }
   SECTION("target at the source") {
     c.source.layer = 4;
+    c.target = {4, esamp::Site::layer_input_normed};
     expected = "must come after the source";
   }
   SECTION("the final norm as the source") {
@@ -121,11 +122,6 @@ TEST_CASE("a bad ExplorationConfig field is an error naming the field, value and
   SECTION("warmup_updates") {
     c.warmup_updates = -1;
     expected = "ExplorationConfig.warmup_updates = -1: must be in [0, 1000000]";
-  }
-  SECTION("warm_start with global sharing") {
-    c.warm_start = true;
-    c.sharing = esamp::Sharing::global;
-    expected = "ExplorationConfig.warm_start = true: needs sharing = group (it is global)";
   }
   SECTION("young_updates") {
     c.young_updates = -1;
@@ -159,4 +155,33 @@ TEST_CASE("a target later in the same layer than the source is valid", "[config]
   REQUIRE_NOTHROW(c.validate(5));
   c.source = {4, esamp::Site::layer_output};  // still before the final norm
   REQUIRE_NOTHROW(c.validate(5));
+}
+
+TEST_CASE("the defaults are the best measured settings (bench/results/quality.md)", "[config]") {
+  const DistillerConfig d;
+  const ExplorationConfig e;
+  CHECK(d.lr == 1e-2f);
+  CHECK(d.rank == 128);
+  CHECK(e.beta == 1.0f);
+  CHECK(e.source.layer == 0);
+  CHECK(e.source.site == esamp::Site::layer_input_normed);
+  CHECK(e.target.layer == -1);
+  CHECK(e.target.site == esamp::Site::final_normed);
+  CHECK(e.mix == esamp::MixMode::latent);
+  CHECK(e.sharing == esamp::Sharing::per_group);
+  CHECK(e.warm_start);
+  CHECK(e.has_prior());
+  CHECK(e.young_updates == 16);
+  CHECK(e.young_repeat == 2);
+  CHECK(e.lr_decay_updates == 0);
+}
+
+TEST_CASE("warm_start keeps a prior with per-group sharing only", "[config]") {
+  ExplorationConfig e;
+  e.sharing = esamp::Sharing::global;
+  REQUIRE_NOTHROW(e.validate(5));  // the default warm_start is no error with global sharing...
+  CHECK_FALSE(e.has_prior());      // ...it has nothing to do there
+  e.sharing = esamp::Sharing::per_group;
+  e.warm_start = false;
+  CHECK_FALSE(e.has_prior());
 }

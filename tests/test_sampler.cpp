@@ -28,11 +28,16 @@ DistillerConfig distiller_config(int slots = 4) {
   return c;
 }
 
+// The plain schedule (a seeded slot per group, one update per step) with a layer target: what the
+// mechanics below are about. The tests of warm start, young slots and final_normed targets say so.
 ExplorationConfig exploration_config(float beta = 0.5f, MixMode mix = MixMode::latent) {
   ExplorationConfig e;
   e.beta = beta;
   e.mix = mix;
   e.max_rows = 16;
+  e.target = {-1, Site::layer_input_normed};
+  e.warm_start = false;
+  e.young_updates = 0;
   return e;
 }
 
@@ -72,6 +77,19 @@ Mat reference_prediction(ExploratorySampler& s, int slot, const Mat& x) {
 }
 
 }  // namespace
+
+TEST_CASE("the bank has a prior slot with warm_start and per-group sharing only", "[sampler]") {
+  ExplorationConfig e;  // the defaults: warm_start, per-group sharing
+  const DistillerConfig d = distiller_config(3);
+  CHECK(bank_config(d, e).slots == 4);
+  e.sharing = Sharing::global;
+  CHECK(bank_config(d, e).slots == 1);
+  ExploratorySampler global(kLayers, d, e);
+  CHECK(global.distiller_config().slots == 1);
+  e.sharing = Sharing::per_group;
+  e.warm_start = false;
+  CHECK(bank_config(d, e).slots == 3);
+}
 
 TEST_CASE("the sampler asks for exactly its two taps, resolving negative layers", "[sampler]") {
   ExploratorySampler s(kLayers, distiller_config(), exploration_config());

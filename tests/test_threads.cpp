@@ -36,13 +36,10 @@ std::vector<float> run_sampler(std::uint32_t seed, bool background) {
   std::vector<float> out;
   for (int step = 0; step < kSteps; ++step) {
     const Mat x = random_matrix(kRows, kHidden, seed * 1000 + 3 * static_cast<std::uint32_t>(step));
-    const Mat y =
-        random_matrix(kRows, kHidden, seed * 1000 + 3 * static_cast<std::uint32_t>(step) + 1);
     Mat h = random_matrix(kRows, kHidden, seed * 1000 + 3 * static_cast<std::uint32_t>(step) + 2);
     sampler.begin_step(rows);
     sampler.on_hidden(0, Site::layer_input_normed, {x.data(), x.rows(), x.cols()});
-    sampler.on_hidden(kLayers - 1, Site::layer_input_normed, {y.data(), y.rows(), y.cols()});
-    sampler.mix_hidden({h.data(), h.rows(), h.cols()});
+    sampler.before_lm_head({h.data(), h.rows(), h.cols()});  // the target too (the default)
     sampler.end_step();
     out.insert(out.end(), h.data(), h.data() + h.size());
   }

@@ -155,7 +155,8 @@ std::string EvalConfig::label() const {
   if (lr != DistillerConfig{}.lr) text += fmt::format(" lr={}", lr);
   if (exploration.warmup_updates != defaults.warmup_updates)
     text += fmt::format(" warmup={}", exploration.warmup_updates);
-  if (exploration.warm_start) text += " warm_start=1";
+  if (exploration.warm_start != defaults.warm_start)
+    text += fmt::format(" warm_start={:d}", exploration.warm_start);
   if (exploration.young_updates != defaults.young_updates)
     text += fmt::format(" young={}", exploration.young_updates);
   if (exploration.young_repeat != defaults.young_repeat)
@@ -165,12 +166,11 @@ std::string EvalConfig::label() const {
   if (exploration.source.layer != defaults.source.layer ||
       exploration.source.site != defaults.source.site)
     text += " source=" + tap_text(exploration.source);
-  if (exploration.target.site == Site::final_normed) {
-    text += " target=final";
-  } else if (exploration.target.layer != defaults.target.layer ||
-             exploration.target.site != defaults.target.site) {
-    text += " target=" + tap_text(exploration.target);
-  }
+  if (exploration.target.layer != defaults.target.layer ||
+      exploration.target.site != defaults.target.site)
+    text +=
+        " target=" + (exploration.target.site == Site::final_normed ? std::string("final")
+                                                                    : tap_text(exploration.target));
   return text;
 }
 
@@ -242,13 +242,15 @@ const std::vector<std::string>& default_curves() {
       // T = 0.5 and min-p 0.4 reach down to the perplexity of candidates mode's reference settings.
       "temperature: T=0.5,0.6,0.7,0.8,0.9,1,1.1,1.25",
       "min-p: T=1.5; min_p=0.05,0.1,0.2,0.3,0.4",
-      "esamp-default: beta=0.5",
-      // The best measured (bench/results/quality.md): a distiller that learns within a group
-      // (lr 1e-2) and predicts the state that mixing moves (target=final).
-      "esamp-tuned: T=1.25; target=final; lr=0.01; beta=0.25,0.5,1",
-      // Collaborative exploration, ablated: one distiller per sample, one for every prompt.
-      "ablation-per-sample: T=1.25; target=final; lr=0.01; sharing=sample; beta=0.5",
-      "ablation-global: T=1.25; target=final; lr=0.01; sharing=global; beta=0.5",
+      // The library's defaults at the temperatures and strengths the README recommends.
+      "esamp-default: T=1,1.25; beta=0.5,1",
+      // The defaults without the warm start and the young slots' repeated updates (the best
+      // settings of bench/results/quality.md's first round).
+      "ablation-cold: T=1.25; warm_start=0; young=0; beta=1",
+      // Collaborative exploration, ablated: one independent distiller per sample (no shared
+      // prior), one for every prompt.
+      "ablation-per-sample: T=1.25; sharing=sample; warm_start=0; beta=1",
+      "ablation-global: T=1.25; sharing=global; beta=1",
       // The reference implementation's starter settings (candidates after the filters).
       "candidates-ref: T=0.8; top_p=0.95; min_p=0.1; mix=candidates; beta=0.1,0.8",
   };

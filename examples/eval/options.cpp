@@ -100,27 +100,29 @@ std::string usage(const char* program) {
       "intervals over prompts, and esamp's diversity gap at matched perplexity (DESIGN.md §5).\n\n"
       "{}",
       program, options_help(option_table()));
-  text +=
+  const ExplorationConfig e;
+  text += fmt::format(
       "\nA curve: 'NAME: key=v1,v2; key=v', one configuration per combination of the values.\n"
       "  T, top_p, min_p          temperature [1], top-p [1] and min-p [0] of the draw\n"
-      "  beta, mix, sharing       esamp: strength [0.5], latent|candidates [latent],\n"
+      "  beta, mix, sharing       esamp: strength [{}], latent|candidates [latent],\n"
       "                           group|global|sample (a distiller per sample) [group]\n"
       "  latent_mix               full|orthogonal|norm_kept: what latent mixing does with ŷ's "
       "part\n"
       "                           along h [full]\n"
-      "  rank, lr, warmup         distiller rank [128 capped at the hidden size], lr [0.001],\n"
-      "                           updates before mixing [1]\n"
+      "  rank, lr, warmup         distiller rank [128 capped at the hidden size], lr [{}],\n"
+      "                           updates before mixing [{}]\n"
       "  warm_start               1: a new group's distiller starts from a prior trained on every\n"
-      "                           row of every group [0]\n"
+      "                           row of every group; 0: from the seeded init [{:d}]\n"
       "  young, young_repeat      a distiller with fewer than `young` updates is updated\n"
-      "                           young_repeat times per step [0, 1]\n"
+      "                           young_repeat times per step [{}, {}]\n"
       "  lr_decay                 d > 0: a group's distiller with n updates trains at\n"
       "                           lr·d/(d+n) [0: constant lr]\n"
-      "  source, target           taps LAYER@SITE (SITE: layer_input, layer_input_normed "
-      "[default],\n"
-      "                           layer_output; LAYER -1 = last) [0@..., -1@...]; target=final\n"
-      "                           trains on the final-normed state h that mixing moves\n"
-      "Any esamp key makes the curve esamp; the others are plain sampling.\n\nDefault grid:\n";
+      "  source, target           taps LAYER@SITE (SITE: layer_input, layer_input_normed,\n"
+      "                           layer_output; LAYER -1 = last) [0@layer_input_normed, final];\n"
+      "                           target=final: the final-normed state h that mixing moves\n"
+      "Any esamp key makes the curve esamp; the others are plain sampling.\n\nDefault grid:\n",
+      e.beta, DistillerConfig{}.lr, e.warmup_updates, e.warm_start, e.young_updates,
+      e.young_repeat);
   for (const std::string& curve : default_curves()) text += fmt::format("  --curve '{}'\n", curve);
   text += fmt::format("\n{}", kExitStatusHelp);
   return text;

@@ -94,7 +94,7 @@ struct DistillerConfig {
   float init_std = 0.02f;
   std::uint64_t seed = 0;
   Optimizer optimizer = Optimizer::adamw;
-  float lr = 1e-3f;
+  float lr = 1e-2f;  // a distiller that learns within a group's first steps (quality.md)
   float adam_beta1 = 0.9f;
   float adam_beta2 = 0.999f;
   float adam_eps = 1e-8f;
@@ -105,21 +105,23 @@ struct DistillerConfig {
 };
 
 struct ExplorationConfig {
-  float beta = 0.5f;  // the exploration strength a group gets unless open_group is given one
+  float beta = 1.0f;  // the exploration strength a group gets unless open_group is given one
   Tap source{0, Site::layer_input_normed};
-  Tap target{-1, Site::layer_input_normed};
+  // The state latent mixing moves, what the LM head reads: the distiller predicts in that space.
+  Tap target{-1, Site::final_normed};
   MixMode mix = MixMode::latent;
   LatentMix latent_mix = LatentMix::full;  // latent mode only
   int warmup_updates = 1;
   Sharing sharing = Sharing::per_group;
-  // Warm-started slots (per-group sharing, CPU backend): the bank keeps one more slot, its last, a
-  // prior trained on every row of every step; open_group starts a group's slot from the prior's
-  // parameters, with cleared optimizer state, instead of from the seeded initialisation.
-  bool warm_start = false;
+  // Warm-started slots (per-group sharing; no effect with global sharing): the bank keeps one more
+  // slot, its last, a prior trained on every row of every step; open_group starts a group's slot
+  // from the prior's parameters, with cleared optimizer state, instead of from the seeded
+  // initialisation.
+  bool warm_start = true;
   // A slot with fewer than young_updates optimizer updates is young: each step updates it
-  // young_repeat times on the step's rows (CPU backend), so a new group learns in fewer steps.
-  int young_updates = 0;
-  int young_repeat = 1;
+  // young_repeat times on the step's rows, so a new group learns in fewer steps.
+  int young_updates = 16;
+  int young_repeat = 2;
   // > 0: a group's slot with n updates (since it was opened) trains with lr · d / (d + n), d this
   // value (an inverse-time decay; CPU backend; the prior of warm_start keeps DistillerConfig.lr).
   int lr_decay_updates = 0;
@@ -131,6 +133,9 @@ struct ExplorationConfig {
   // inside llama.cpp decoding on every core it did not (bench/results/overhead-llama-cpp.md).
   // CUDA ignores it.
   int training_threads = 1;
+
+  // Whether the bank keeps a prior slot (warm_start with per-group sharing).
+  bool has_prior() const { return warm_start && sharing == Sharing::per_group; }
 
   void validate(int num_layers) const;
 };
@@ -191,8 +196,6 @@ inline void ExplorationConfig::validate(int num_layers) const {
     fail("ExplorationConfig.max_rows = {}: must be in [1, 1048576]", max_rows);
   if (training_threads < 1 || training_threads > 256)
     fail("ExplorationConfig.training_threads = {}: must be in [1, 256]", training_threads);
-  if (warm_start && sharing != Sharing::per_group)
-    fail("ExplorationConfig.warm_start = true: needs sharing = group (it is {})", name(sharing));
   if (young_updates < 0 || young_updates > 1000000)
     fail("ExplorationConfig.young_updates = {}: must be in [0, 1000000]", young_updates);
   if (young_repeat < 1 || young_repeat > 64)

@@ -31,7 +31,7 @@ using GroupId = std::int32_t;
 // ExplorationConfig::warm_start it has one more, its last, for the prior.
 inline DistillerConfig bank_config(DistillerConfig config, const ExplorationConfig& exploration) {
   if (exploration.sharing == Sharing::global) config.slots = 1;
-  if (exploration.warm_start) ++config.slots;
+  if (exploration.has_prior()) ++config.slots;
   return config;
 }
 
@@ -177,9 +177,12 @@ class ExploratorySampler {
   // The engine's two mixing points, whatever the mode: it calls both, in this order, and samples
   // with sampling_filter(its filter); the sampler mixes where its ExplorationConfig.mix says, so a
   // new mixing mode changes the library, not the engines. Before the LM head, on the final-normed
-  // rows (latent mode: mix_hidden):
+  // rows (latent mode: mix_hidden). These rows are also the target tap when it is final_normed
+  // (the default) and the engine has not handed it over this step.
   void before_lm_head(const MatrixView& final_hidden) {
     require_step("before_lm_head");
+    if (exploration_.target.site == Site::final_normed && !have_target_)
+      on_hidden(num_layers_ - 1, Site::final_normed, final_hidden);
     switch (exploration_.mix) {
       case MixMode::latent:
         mix_hidden(final_hidden);

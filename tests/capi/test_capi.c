@@ -82,11 +82,17 @@ static esamp_distiller_params distiller_params(int32_t hidden_size) {
   return p;
 }
 
+/* The plain schedule (a seeded slot per group, one update per step) with the last layer's normed
+ * input as the target, which the tests below deliver themselves. */
 static esamp_exploration_params exploration_params(esamp_mix_mode mix) {
   esamp_exploration_params p = esamp_default_exploration_params();
   p.beta = 0.5f;
   p.mix = mix;
   p.max_rows = kRows;
+  p.target.layer = -1;
+  p.target.site = ESAMP_SITE_LAYER_INPUT_NORMED;
+  p.warm_start = false;
+  p.young_updates = 0;
   return p;
 }
 
@@ -620,6 +626,40 @@ static void test_exploration_options(void) {
   }
 }
 
+/* The defaults: the source is layer 0's normed input, the target the final-normed rows that
+ * esamp_before_lm_head hands over itself; a warm-started slot is updated twice per step while
+ * young, and the prior once. */
+static void test_defaults(void) {
+  const esamp_distiller_params d = distiller_params(kHidden);
+  const esamp_exploration_params e = esamp_default_exploration_params();
+  esamp_sampler* s = NULL;
+  esamp_group g = -1;
+  esamp_group rows[kRows];
+  float x[kRows * kHidden], final_hidden[kRows * kHidden];
+  esamp_stats stats;
+  bool wants = false;
+  size_t r;
+  CHECK(e.beta == 1.0f && e.warm_start && e.young_updates == 16 && e.young_repeat == 2);
+  CHECK(e.target.layer == -1 && e.target.site == ESAMP_SITE_FINAL_NORMED);
+  CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
+  if (!s) return;
+  CHECK_OK(esamp_open_group(s, &g));
+  for (r = 0; r < kRows; ++r) rows[r] = g;
+  fill(x, kRows * kHidden, 60);
+  fill(final_hidden, kRows * kHidden, 61);
+  CHECK_OK(esamp_begin_step(s, rows, kRows));
+  CHECK_OK(esamp_wants(s, kLayers - 1, ESAMP_SITE_FINAL_NORMED, &wants));
+  CHECK(wants);
+  CHECK_OK(esamp_on_hidden(s, 0, ESAMP_SITE_LAYER_INPUT_NORMED, const_view(x, kRows, kHidden)));
+  CHECK_OK(esamp_before_lm_head(s, view(final_hidden, kRows, kHidden)));
+  CHECK_OK(esamp_end_step(s));
+  stats.struct_size = sizeof stats;
+  CHECK_OK(esamp_get_stats(s, &stats));
+  CHECK(stats.rows_trained == kRows);
+  CHECK(stats.slot_updates == 3); /* the group's slot twice (young), the prior once */
+  esamp_sampler_destroy(s);
+}
+
 int main(int argc, char** argv) {
   const esamp_distiller_params d = distiller_params(kHidden);
   esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
@@ -650,6 +690,7 @@ int main(int argc, char** argv) {
   test_candidates();
   test_beta();
   test_exploration_options();
+  test_defaults();
   test_cuda_create();
 
   if (g_failures) {

@@ -51,40 +51,42 @@ TEST_CASE("an esamp key makes an esamp curve, with the library's defaults elsewh
   CHECK(curve[1].exploration.target.layer == defaults.target.layer);
   CHECK(curve[1].rank == 0);
   CHECK(curve[1].label() == "T=1 beta=2 latent group");
-  CHECK(parse_curve("g: sharing=global").front().esamp);  // no beta: the default 0.5
-  CHECK(parse_curve("g: sharing=global").front().exploration.beta == 0.5f);
+  CHECK(parse_curve("g: sharing=global").front().esamp);  // no beta: the default
+  CHECK(parse_curve("g: sharing=global").front().exploration.beta == defaults.beta);
 }
 
 TEST_CASE("every esamp key is parsed and shows in the label") {
   const EvalConfig c =
       parse_curve(
-          "x: T=1.2; min_p=0.05; beta=1; mix=candidates; sharing=global; rank=16; lr=0.01; "
+          "x: T=1.2; min_p=0.05; beta=1; mix=candidates; sharing=global; rank=16; lr=0.02; "
           "warmup=4; source=1@layer_input; target=-2@layer_output")
           .front();
   CHECK(c.method() == "esamp-candidates");
   CHECK(c.exploration.sharing == Sharing::global);
   CHECK(c.rank == 16);
-  CHECK(c.lr == 0.01f);
+  CHECK(c.lr == 0.02f);
   CHECK(c.exploration.warmup_updates == 4);
   CHECK(c.exploration.source.layer == 1);
   CHECK(c.exploration.source.site == Site::layer_input);
   CHECK(c.exploration.target.layer == -2);
   CHECK(c.exploration.target.site == Site::layer_output);
   CHECK(c.label() ==
-        "T=1.2 min_p=0.05 beta=1 candidates global rank=16 lr=0.01 warmup=4 source=1@layer_input "
+        "T=1.2 min_p=0.05 beta=1 candidates global rank=16 lr=0.02 warmup=4 source=1@layer_input "
         "target=-2@layer_output");
 }
 
 TEST_CASE("warm_start, young, young_repeat and lr_decay are parsed and show in the label") {
   const EvalConfig c =
-      parse_curve("w: warm_start=1; young=32; young_repeat=4; lr_decay=16").front();
+      parse_curve("w: warm_start=0; young=32; young_repeat=4; lr_decay=16").front();
   CHECK(c.esamp);
-  CHECK(c.exploration.warm_start);
+  CHECK_FALSE(c.exploration.warm_start);
   CHECK(c.exploration.young_updates == 32);
   CHECK(c.exploration.young_repeat == 4);
   CHECK(c.exploration.lr_decay_updates == 16);
-  CHECK(c.label() == "T=1 beta=0.5 latent group warm_start=1 young=32 young_repeat=4 lr_decay=16");
-  CHECK_FALSE(parse_curve("w: warm_start=0").front().exploration.warm_start);
+  // The label names what differs from the library's defaults (warm_start=1 is one).
+  CHECK(c.label() == "T=1 beta=1 latent group warm_start=0 young=32 young_repeat=4 lr_decay=16");
+  CHECK(parse_curve("w: warm_start=1").front().exploration.warm_start);
+  CHECK(parse_curve("w: warm_start=1").front().label() == "T=1 beta=1 latent group");
   CHECK_THROWS_AS(parse_curve("w: warm_start=2"), UsageError);
   CHECK_THROWS_AS(parse_curve("w: young_repeat=0"), UsageError);
 }
@@ -93,7 +95,10 @@ TEST_CASE("target=final trains on h: the sampler's target is the final-normed st
   const EvalConfig c = parse_curve("f: target=final").front();
   CHECK(c.exploration.target.layer == -1);
   CHECK(c.exploration.target.site == Site::final_normed);
-  CHECK(c.label() == "T=1 beta=0.5 latent group target=final");
+  CHECK(c.label() == "T=1 beta=1 latent group");  // the default target
+  const EvalConfig layer = parse_curve("l: target=-1@layer_input_normed").front();
+  CHECK(layer.exploration.target.site == Site::layer_input_normed);
+  CHECK(layer.label() == "T=1 beta=1 latent group target=-1@layer_input_normed");
 }
 
 TEST_CASE("a bad curve spec is a UsageError naming the spec, the key and the value") {

@@ -104,8 +104,8 @@ TEST_CASE("the CSV has a header and one row per configuration, NaN as an empty f
   std::string plain_row = "t,plain,T=1,1,0,,,,,,,,,,2,100,1.5,0.25,,,,,,,";
   for (std::size_t m = 0; m < kMetricCount; ++m) plain_row += ",2,-10.7062,14.7062";
   std::string esamp_row =
-      "e,esamp-latent,T=1 beta=0.5 latent group rank=8,1,0,0.5,latent,full,group,8,0.001,1,"
-      "0@layer_input_normed,-1@layer_input_normed,2,0,0,0,0.5,2,0.25,0.75,,0.125,0.875";
+      "e,esamp-latent,T=1 beta=0.5 latent group rank=8,1,0,0.5,latent,full,group,8,0.01,1,"
+      "0@layer_input_normed,-1@final_normed,2,0,0,0,0.5,2,0.25,0.75,,0.125,0.875";
   esamp_row += ",2,2,2";  // perplexity {2, 2}
   for (std::size_t m = 1; m < kMetricCount; ++m) esamp_row += ",1,1,1";
   CHECK(csv == header + plain_row + "\n" + esamp_row + "\n");

@@ -8,6 +8,7 @@
 
 #include "../scoped_env.hpp"
 #include "embed/sentence_encoder.hpp"
+#include "esamp/config.hpp"
 #include "generate_test_support.hpp"
 
 namespace esamp::generation::test {
@@ -114,7 +115,7 @@ TEST_CASE(
   const JsonValue json = parse_json(run.output);
   CHECK(json["hidden_size"].number == 64);
   CHECK(json["settings"]["samples"].number == 4);
-  CHECK(json["settings"]["beta"].number == 0.5);
+  CHECK(json["settings"]["beta"].number == esamp::ExplorationConfig{}.beta);
   CHECK(json["settings"]["seed"].string == "7");
   REQUIRE(json["runs"].array.size() == 1);
   const JsonValue& esamp_run = json["runs"].array[0];

@@ -24,7 +24,7 @@ class Backend final : public SamplerBackend {
         bank_(distiller),
         step_(distiller, exploration.max_rows, exploration.training_threads,
               TrainingSchedule::of(exploration, distiller.slots)),
-        prior_slot_(exploration.warm_start ? distiller.slots - 1 : -1) {
+        prior_slot_(exploration.has_prior() ? distiller.slots - 1 : -1) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));

@@ -96,7 +96,7 @@ struct TrainingSchedule {
   int lr_decay_updates = 0;  // > 0: lr · d / (d + n) for a group slot with n updates
 
   static TrainingSchedule of(const ExplorationConfig& e, int slots) {
-    return {e.warm_start ? slots - 1 : -1, e.young_updates, e.young_repeat, e.lr_decay_updates};
+    return {e.has_prior() ? slots - 1 : -1, e.young_updates, e.young_repeat, e.lr_decay_updates};
   }
 };
 

@@ -11,11 +11,12 @@ int main() {
   const esamp::GroupId group = sampler.open_group();
   std::vector<float> hidden(8, 0.5f);
   sampler.begin_step(std::vector<esamp::GroupId>{group});
-  sampler.on_hidden(0, esamp::Site::layer_input_normed,
-                    esamp::ConstMatrixView(hidden.data(), 1, 8));
-  sampler.on_hidden(1, esamp::Site::layer_input_normed,
-                    esamp::ConstMatrixView(hidden.data(), 1, 8));
-  sampler.mix_hidden(esamp::MatrixView(hidden.data(), 1, 8));
+  for (int layer = 0; layer < 2; ++layer)  // the default source: layer 0's normed input
+    if (sampler.wants(layer, esamp::Site::layer_input_normed))
+      sampler.on_hidden(layer, esamp::Site::layer_input_normed,
+                        esamp::ConstMatrixView(hidden.data(), 1, 8));
+  // The default target is the final-normed state, handed over here.
+  sampler.before_lm_head(esamp::MatrixView(hidden.data(), 1, 8));
   sampler.end_step();
   const bool ok = sampler.stats().steps == 1 && sampler.stats().rows_trained == 1;
   std::puts(ok ? "consumer: ok" : "consumer: unexpected stats");
