@@ -24,6 +24,15 @@ namespace {
 
 constexpr std::array<int, 3> kRowCounts = {1, 4, 16};
 
+// Untimed steps before the measured ones: one, and the steps in which a new group's slot is young
+// (ExplorationConfig.young_updates: more than one update per step), so that the figures are of the
+// steady state.
+int warmup_steps(const ExplorationConfig& e) {
+  const int young_steps =
+      e.young_repeat > 1 ? (e.young_updates + e.young_repeat - 1) / e.young_repeat : 0;
+  return 1 + young_steps;
+}
+
 struct BenchOptions {
   std::string model_path;
   int steps = 16;
@@ -112,37 +121,35 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
     distiller.hidden_size = hidden;
     distiller.rank = options.rank;
     distiller.optimizer = options.optimizer;
-    ExplorationConfig exploration;
+    ExplorationConfig exploration;  // the defaults
     exploration.max_rows = rows;
+    const int warmup = warmup_steps(exploration);
     ExploratorySampler sampler(layers, distiller, exploration);
     const GroupId group = sampler.open_group();
     const std::vector<GroupId> groups(static_cast<std::size_t>(rows), group);
-    std::vector<float> source(static_cast<std::size_t>(rows * hidden)), target(source.size()),
-        final_rows(source.size());
+    std::vector<float> source(static_cast<std::size_t>(rows * hidden)), final_rows(source.size());
     const std::unique_ptr<llama_context, void (*)(llama_context*)> context(
-        llama_init_from_model(model, context_params({rows, options.steps + 2, 1})), llama_free);
+        llama_init_from_model(model, context_params({rows, warmup + options.steps + 1, 1})),
+        llama_free);
     if (!context) fail("llama_init_from_model failed");
     std::vector<double> esamp_ms, training_ms, llama_ms;
     Batch step(rows, 1);
-    for (int k = -1; k < options.steps; ++k) {
+    for (int k = -warmup; k < options.steps; ++k) {
       for (std::size_t i = 0; i < source.size(); ++i) {
         source[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(k));
-        target[i] = std::cos(0.11f * static_cast<float>(i) + static_cast<float>(k));
-        final_rows[i] = target[i];
+        final_rows[i] = std::cos(0.11f * static_cast<float>(i) + static_cast<float>(k));
       }
       double start = thread_cpu_seconds();
       sampler.begin_step(Span<const GroupId>(groups.data(), groups.size()));
       sampler.on_hidden(0, Site::layer_input_normed, ConstMatrixView(source.data(), rows, hidden));
-      sampler.on_hidden(layers - 1, Site::layer_input_normed,
-                        ConstMatrixView(target.data(), rows, hidden));
-      sampler.mix_hidden(MatrixView(final_rows.data(), rows, hidden));
+      sampler.before_lm_head(MatrixView(final_rows.data(), rows, hidden));  // the target too
       const double training_start = thread_cpu_seconds();
       sampler.end_step();
       const double esamp_seconds = thread_cpu_seconds() - start;
       const double training_seconds = thread_cpu_seconds() - training_start;
       step.clear();
       for (llama_seq_id s = 0; s < rows; ++s)
-        step.add((7 * (k + 2) + 13 * s) % vocab, k + 1, Span<const llama_seq_id>(&s, 1), true);
+        step.add((7 * (k + 2) + 13 * s) % vocab, k + warmup, Span<const llama_seq_id>(&s, 1), true);
       start = thread_cpu_seconds();
       if (llama_decode(context.get(), step.get()) != 0) fail("llama_decode failed");
       const double llama_seconds = thread_cpu_seconds() - start;
@@ -181,12 +188,13 @@ int run(int argc, const char* const* argv) {
     distiller.hidden_size = hidden;
     distiller.rank = options.rank;
     distiller.optimizer = options.optimizer;
-    ExplorationConfig exploration;  // beta 0.5, latent, layer 0 -> last layer
+    ExplorationConfig exploration;  // the defaults
     exploration.max_rows = rows;
+    const int warmup = warmup_steps(exploration);
     exploration.training_threads = options.training_threads;
     ExploratorySampler sampler(layers, distiller, exploration);
     const llama_context_params params =
-        context_params({rows, prompt_length + options.steps + 1, options.threads});
+        context_params({rows, prompt_length + warmup + options.steps, options.threads});
     Adapter adapter(model.get(), sampler);
     llama_context* esamp_context = adapter.init_context(params);
     const std::unique_ptr<llama_context, void (*)(llama_context*)> plain_context(
@@ -205,11 +213,11 @@ int run(int argc, const char* const* argv) {
 
     std::vector<double> plain_rates, esamp_rates, paired;
     Batch step(rows, 1);
-    for (int k = -1; k < options.steps; ++k) {
+    for (int k = -warmup; k < options.steps; ++k) {
       step.clear();
       // Any tokens time the same; each row reads its own.
       for (int s = 0; s < rows; ++s)
-        step.add((7 * (k + 2) + 13 * s) % vocab, prompt_length + k + 1,
+        step.add((7 * (k + 2) + 13 * s) % vocab, prompt_length + k + warmup,
                  Span<const llama_seq_id>(&sequences[static_cast<std::size_t>(s)], 1), true);
       double plain_seconds = 0.0, esamp_seconds = 0.0;
       const auto time_plain = [&] {
