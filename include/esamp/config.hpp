@@ -112,16 +112,16 @@ struct ExplorationConfig {
   LatentMix latent_mix = LatentMix::full;  // latent mode only
   int warmup_updates = 1;
   Sharing sharing = Sharing::per_group;
-  // Warm-started slots (per-group sharing, CPU backend): the bank keeps one more slot, its last, a
+  // Warm-started slots (per-group sharing, any backend): the bank keeps one more slot, its last, a
   // prior trained on every row of every step; open_group starts a group's slot from the prior's
   // parameters, with cleared optimizer state, instead of from the seeded initialisation.
   bool warm_start = false;
   // A slot with fewer than young_updates optimizer updates is young: each step updates it
-  // young_repeat times on the step's rows (CPU backend), so a new group learns in fewer steps.
+  // young_repeat times on the step's rows (any backend), so a new group learns in fewer steps.
   int young_updates = 0;
   int young_repeat = 1;
   // > 0: a group's slot with n updates (since it was opened) trains with lr · d / (d + n), d this
-  // value (an inverse-time decay; CPU backend; the prior of warm_start keeps DistillerConfig.lr).
+  // value (an inverse-time decay; any backend; the prior of warm_start keeps DistillerConfig.lr).
   int lr_decay_updates = 0;
   int max_rows = 256;  // rows per step the workspace is sized for
   bool background_training =
