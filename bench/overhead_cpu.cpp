@@ -1,5 +1,5 @@
 // esamp-bench-overhead-cpu: tokens/s of the llama example engine with the ExploratorySampler
-// attached (beta 0.5) against the same engine without it, on a real model, rows in {1, 8, 32}.
+// attached (the defaults) against the same engine without it, on a real model, rows in {1, 8, 32}.
 // Usage: esamp-bench-overhead-cpu [--model PATH] [--tokenizer PATH] [--repetitions N] [--tokens N]
 #include <fmt/format.h>
 
@@ -65,7 +65,7 @@ double tokens_per_second(const esamp::llama::Model& model, const esamp::llama::T
                          Method method, int rows, int tokens) {
   std::unique_ptr<esamp::ExploratorySampler> sampler;
   if (method != Method::plain) {
-    esamp::ExplorationConfig exploration;  // beta 0.5, latent mixing, one group
+    esamp::ExplorationConfig exploration;  // the defaults, one group
     exploration.max_rows = rows;
     exploration.background_training = method == Method::esamp_background;
     sampler = esamp::generation::make_sampler(model.hparams, distiller_config(model.hparams),

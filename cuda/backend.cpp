@@ -72,9 +72,11 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
                  const BackendOptions& options)
     : config_(distiller),
       exploration_(exploration),
+      schedule_(TrainingSchedule::of(exploration, distiller.slots)),
       layout_{distiller.hidden_size, distiller.rank},
       workspace_layout_(WorkspaceLayout::make(
-          {distiller.hidden_size, distiller.rank, distiller.slots, exploration.max_rows})),
+          {distiller.hidden_size, distiller.rank, distiller.slots, exploration.max_rows,
+           schedule_.prior_slot >= 0, schedule_.prior_slot >= 0 || schedule_.young_passes() > 0})),
       plan_builder_(workspace_layout_.plan, distiller.slots),
       device_(resolve_device(options.device)),
       engine_(options.stream) {
@@ -112,10 +114,8 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
   workspace_.reset(memory);
   check(cudaMemsetAsync(memory, 0, workspace_layout_.carve.total_bytes, side_),
         "clearing the workspace");
-  check(
-      cudaMallocHost(&memory, kPlanRing * static_cast<std::size_t>(workspace_layout_.plan.size()) *
-                                  sizeof(std::int32_t)),
-      "allocating the pinned plan ring");
+  check(cudaMallocHost(&memory, kPlanRing * plan_ints() * sizeof(std::int32_t)),
+        "allocating the pinned plan ring");
   pinned_plans_.reset(memory);
 
   // Every slot starts from the same seeded parameters (esamp::initialize: the CPU's bits).
@@ -164,9 +164,12 @@ void Backend::reset_slot(int slot) {
   const DeviceScope scope(device_);
   const auto P = static_cast<std::size_t>(layout_.size());
   const auto offset = static_cast<std::size_t>(slot) * P;
-  check(cudaMemcpyAsync(params_ + offset, init_params_, P * sizeof(float), cudaMemcpyDeviceToDevice,
-                        side_),
-        "reset_slot");
+  const float* start = schedule_.prior_slot >= 0
+                           ? params_ + static_cast<std::size_t>(schedule_.prior_slot) * P
+                           : init_params_;
+  check(
+      cudaMemcpyAsync(params_ + offset, start, P * sizeof(float), cudaMemcpyDeviceToDevice, side_),
+      "reset_slot");
   if (first_moment_) {
     check(cudaMemsetAsync(first_moment_ + offset, 0, P * sizeof(float), side_), "reset_slot");
     check(cudaMemsetAsync(second_moment_ + offset, 0, P * sizeof(float), side_), "reset_slot");
@@ -189,6 +192,15 @@ StepPlanView Backend::plan_view() const {
   return {ws<const std::int32_t>(WorkspaceBuffer::plan), workspace_layout_.plan};
 }
 
+StepPlanView Backend::prior_plan_view() const {
+  return {ws<const std::int32_t>(WorkspaceBuffer::plan) + workspace_layout_.plan.size(),
+          workspace_layout_.plan};
+}
+
+std::size_t Backend::plan_ints() const {
+  return static_cast<std::size_t>(workspace_layout_.plans() * workspace_layout_.plan.size());
+}
+
 BankView Backend::bank_view() const {
   return {params_, first_moment_, second_moment_, steps_, layout_};
 }
@@ -197,8 +209,8 @@ UpdateTarget Backend::update_target() const {
   UpdateTarget t;
   t.bank = bank_view();
   t.rule = config_.optimizer == Optimizer::adamw ? UpdateRule::adamw : UpdateRule::sgd;
-  t.settings = optimizer_settings_;
   t.segment_used = ws<const std::int32_t>(WorkspaceBuffer::segment_used);
+  t.segment_settings = ws<const OptimizerSettings>(WorkspaceBuffer::segment_settings);
   t.segment_scale = ws<const AdamWScale>(WorkspaceBuffer::segment_scale);
   return t;
 }
@@ -226,15 +238,18 @@ void Backend::begin_step(Span<const int> row_slots, Span<const float> row_beta) 
   // Back-pressure: this pinned buffer was uploaded kPlanRing steps ago; the copy has long finished
   // unless the host runs that many steps ahead of the GPU.
   check(cudaEventSynchronize(plan_uploaded_[static_cast<std::size_t>(entry)].event), "begin_step");
-  const std::size_t plan_ints = static_cast<std::size_t>(workspace_layout_.plan.size());
-  std::int32_t* pinned = static_cast<std::int32_t*>(pinned_plans_.get()) + entry * plan_ints;
+  const std::size_t ints = plan_ints();
+  std::int32_t* pinned = static_cast<std::int32_t*>(pinned_plans_.get()) + entry * ints;
   plan_builder_.build(row_slots, row_beta, pinned);
+  if (schedule_.prior_slot >= 0)
+    merge_segments({pinned, workspace_layout_.plan}, schedule_.prior_slot,
+                   pinned + workspace_layout_.plan.size());
   plan_cursor_ = (entry + 1) % kPlanRing;
   capturing_ = false;
   wait_from_earlier_step(engine_, stage_free_);
   check(cudaMemcpyAsync(ws<std::int32_t>(WorkspaceBuffer::plan_stage), pinned,
-                        plan_ints * sizeof(std::int32_t), cudaMemcpyHostToDevice, engine_),
-        "begin_step: uploading the plan");
+                        ints * sizeof(std::int32_t), cudaMemcpyHostToDevice, engine_),
+        "begin_step: uploading the plans");
   record(plan_uploaded_[static_cast<std::size_t>(entry)], engine_);
   rows_ = static_cast<int>(row_slots.size());
 }
@@ -256,35 +271,36 @@ void Backend::on_source(const ConstMatrixView& source) {
   check(cudaStreamWaitEvent(side_, source_ready_.event, 0), "on_source");
 
   const StepPlanView plan = plan_view();
-  const std::int32_t* plan_stage = ws<const std::int32_t>(WorkspaceBuffer::plan_stage);
-  check(cudaMemcpyAsync(
-            ws<std::int32_t>(WorkspaceBuffer::plan), plan_stage,
-            static_cast<std::size_t>(workspace_layout_.plan.size()) * sizeof(std::int32_t),
-            cudaMemcpyDeviceToDevice, side_),
-        "on_source: taking the plan");
-  float* x = ws<float>(WorkspaceBuffer::source);
-  check(GatherRows(ws<const void>(WorkspaceBuffer::source_stage), source_dtype_,
-                   config_.hidden_size, config_.hidden_size, plan, x,
-                   ws<std::uint8_t>(WorkspaceBuffer::source_finite), side_),
-        "on_source: GatherRows");
+  check(cudaMemcpyAsync(ws<std::int32_t>(WorkspaceBuffer::plan),
+                        ws<const std::int32_t>(WorkspaceBuffer::plan_stage),
+                        plan_ints() * sizeof(std::int32_t), cudaMemcpyDeviceToDevice, side_),
+        "on_source: taking the plans");
+  check(
+      GatherRows(ws<const void>(WorkspaceBuffer::source_stage), source_dtype_, config_.hidden_size,
+                 config_.hidden_size, plan, ws<float>(WorkspaceBuffer::source),
+                 ws<std::uint8_t>(WorkspaceBuffer::source_finite), side_),
+      "on_source: GatherRows");
   record(stage_free_, side_);
+  check(SnapshotSegmentSteps(plan, steps_, ws<std::int64_t>(WorkspaceBuffer::segment_steps), side_),
+        "SnapshotSegmentSteps");
+  forward(plan, ws<float>(WorkspaceBuffer::y_hat));
+  record(prediction_ready_, side_);
+}
 
+void Backend::forward(const StepPlanView& plan, float* y_hat) {
   const int splits = workspace_layout_.gate_splits;
+  const float* x = ws<const float>(WorkspaceBuffer::source);
   float* partial = ws<float>(WorkspaceBuffer::gate_partial);
   float* z_hat = ws<float>(WorkspaceBuffer::z_hat);
   float* gated = ws<float>(WorkspaceBuffer::gated);
-  check(SnapshotSegmentSteps(plan, steps_, ws<std::int64_t>(WorkspaceBuffer::segment_steps), side_),
-        "SnapshotSegmentSteps");
   check(UpGateProjection(params_, layout_, plan, x, splits, partial, side_), "UpGateProjection");
   check(SwigluForward(params_, layout_, plan, partial, splits, ws<float>(WorkspaceBuffer::u),
                       ws<float>(WorkspaceBuffer::pre), ws<float>(WorkspaceBuffer::v), gated, side_),
         "SwigluForward");
   check(DownProjection(params_, layout_, plan, x, gated, z_hat, side_), "DownProjection");
-  check(
-      LayerNormForward(params_, layout_, config_.output_norm, plan, z_hat,
-                       ws<float>(WorkspaceBuffer::y_hat), ws<float>(WorkspaceBuffer::rstd), side_),
-      "LayerNormForward");
-  record(prediction_ready_, side_);
+  check(LayerNormForward(params_, layout_, config_.output_norm, plan, z_hat, y_hat,
+                         ws<float>(WorkspaceBuffer::rstd), side_),
+        "LayerNormForward");
 }
 
 void Backend::on_target(const ConstMatrixView& target) {
@@ -324,33 +340,60 @@ void Backend::end_step() {
   const DeviceScope scope(device_);
   check(cudaStreamWaitEvent(side_, target_ready_.event, 0), "end_step");
   const StepPlanView plan = plan_view();
+  const auto* segment_used = ws<const std::int32_t>(WorkspaceBuffer::segment_used);
+  check(
+      GatherRows(ws<const void>(WorkspaceBuffer::target_stage), target_dtype_, config_.hidden_size,
+                 config_.hidden_size, plan, ws<float>(WorkspaceBuffer::target),
+                 ws<std::uint8_t>(WorkspaceBuffer::target_finite), side_),
+      "end_step: GatherRows");
+  record(target_stage_free_, side_);
+  train(plan, ws<const float>(WorkspaceBuffer::y_hat), false, nullptr);
+  check(
+      FinishTrainingStep(plan, config_.hidden_size, ws<const float>(WorkspaceBuffer::row_sq_error),
+                         segment_used, stats_, side_),
+      "FinishTrainingStep");
+  // As cpu::BankStep::train: a young slot's repeats on its new parameters, then the prior on
+  // every row trained. Their own forwards write y_hat_train: the mix may still read y_hat.
+  float* y_hat_train = ws<float>(WorkspaceBuffer::y_hat_train);
+  for (int r = 0; r < schedule_.young_passes(); ++r) {
+    forward(plan, y_hat_train);
+    train(plan, y_hat_train, true, &stats_->slot_updates);
+  }
+  if (schedule_.prior_slot >= 0) {
+    const StepPlanView prior = prior_plan_view();
+    forward(prior, y_hat_train);
+    train(prior, y_hat_train, false, &stats_->slot_updates);
+  }
+  record(step_done_, side_);
+  // A capture must end on the stream it began with every forked stream joined back.
+  if (capturing_) check(cudaStreamWaitEvent(engine_, step_done_.event, 0), "end_step: join");
+}
+
+void Backend::train(const StepPlanView& plan, const float* y_hat, bool young_only,
+                    std::int64_t* extra_updates) {
   const ParameterLayout& l = layout_;
   const bool norm = config_.output_norm;
   const float* x = ws<const float>(WorkspaceBuffer::source);
-  float* y = ws<float>(WorkspaceBuffer::target);
+  const float* y = ws<const float>(WorkspaceBuffer::target);
   const auto* source_finite = ws<const std::uint8_t>(WorkspaceBuffer::source_finite);
-  auto* target_finite = ws<std::uint8_t>(WorkspaceBuffer::target_finite);
+  const auto* target_finite = ws<const std::uint8_t>(WorkspaceBuffer::target_finite);
   const float* z_hat = ws<const float>(WorkspaceBuffer::z_hat);
   float* dy = ws<float>(WorkspaceBuffer::dy);
   float* dz = ws<float>(WorkspaceBuffer::dz);
   float* dgate = ws<float>(WorkspaceBuffer::dgate);
   float* dp_partial = ws<float>(WorkspaceBuffer::dp_partial);
   float* vector_grad = ws<float>(WorkspaceBuffer::vector_grad);
-  float* row_sq_error = ws<float>(WorkspaceBuffer::row_sq_error);
   auto* segment_used = ws<std::int32_t>(WorkspaceBuffer::segment_used);
   const UpdateTarget target = update_target();
 
-  check(GatherRows(ws<const void>(WorkspaceBuffer::target_stage), target_dtype_,
-                   config_.hidden_size, config_.hidden_size, plan, y, target_finite, side_),
-        "end_step: GatherRows");
-  record(target_stage_free_, side_);
-  check(PrepareSlotUpdates(plan, source_finite, target_finite, optimizer_settings_, target.rule,
-                           steps_, segment_used, ws<AdamWScale>(WorkspaceBuffer::segment_scale),
-                           side_),
+  check(PrepareSlotUpdates(plan, source_finite, target_finite, optimizer_settings_, schedule_,
+                           young_only, target.rule, steps_, segment_used,
+                           ws<OptimizerSettings>(WorkspaceBuffer::segment_settings),
+                           ws<AdamWScale>(WorkspaceBuffer::segment_scale), extra_updates, side_),
         "PrepareSlotUpdates");
-  check(MseLayerNormBackward(params_, l, norm, plan, ws<const float>(WorkspaceBuffer::y_hat), y,
-                             z_hat, ws<const float>(WorkspaceBuffer::rstd), source_finite,
-                             target_finite, segment_used, dy, dz, row_sq_error, side_),
+  check(MseLayerNormBackward(params_, l, norm, plan, y_hat, y, z_hat,
+                             ws<const float>(WorkspaceBuffer::rstd), source_finite, target_finite,
+                             segment_used, dy, dz, ws<float>(WorkspaceBuffer::row_sq_error), side_),
         "MseLayerNormBackward");
   // B is read here, before DownWeightUpdate writes it (same stream, in order).
   check(DownBackwardData(params_, l, plan, dz, workspace_layout_.dp_splits, dp_partial, side_),
@@ -366,11 +409,6 @@ void Backend::end_step() {
   check(UpdateParameterRange(plan, vector_grad, l.vector_size(), l.offset_b(), l.vector_size(),
                              target, side_),
         "UpdateParameterRange");
-  check(FinishTrainingStep(plan, config_.hidden_size, row_sq_error, segment_used, stats_, side_),
-        "FinishTrainingStep");
-  record(step_done_, side_);
-  // A capture must end on the stream it began with every forked stream joined back.
-  if (capturing_) check(cudaStreamWaitEvent(engine_, step_done_.event, 0), "end_step: join");
 }
 
 void Backend::wait() {

@@ -167,8 +167,9 @@ __device__ __forceinline__ bool locate_weight_block(const StepPlanView& plan,
 // The epilogue of a weight gradient: an optimizer step on parameter `index` of the block's slot.
 template <UpdateRule kRule>
 __device__ __forceinline__ void update_parameter(const UpdateTarget& t, const WeightBlock& b,
-                                                 std::int64_t index, float grad,
-                                                 const OptimizerSettings& settings) {
+                                                 std::int64_t index, float grad) {
+  const OptimizerSettings settings =
+      kRule == UpdateRule::store_gradient ? OptimizerSettings{} : t.segment_settings[b.segment];
   const std::int64_t size = t.bank.layout.size();
   const std::int64_t slot_base = b.slot * size;
   constexpr bool kAdamW = kRule == UpdateRule::adamw;
@@ -207,7 +208,7 @@ struct UpGateWeightProblem {
     const std::int64_t row = b.m0 + m, col = b.n0 + n;
     const std::int64_t index = col < l.rank ? l.offset_A() + row * l.rank + col
                                             : l.offset_G() + row * l.rank + (col - l.rank);
-    update_parameter<kRule>(target, b, index, acc, *target.settings);
+    update_parameter<kRule>(target, b, index, acc);
   }
 };
 
@@ -237,7 +238,7 @@ struct DownWeightProblem {
   __device__ void store(const Block& b, int m, int n, float acc) const {
     const ParameterLayout& l = target.bank.layout;
     const std::int64_t index = l.offset_B() + (b.m0 + m) * l.hidden + b.n0 + n;
-    update_parameter<kRule>(target, b, index, acc, *target.settings);
+    update_parameter<kRule>(target, b, index, acc);
   }
 };
 
@@ -314,22 +315,28 @@ __global__ void __launch_bounds__(kRowThreads)
   if (threadIdx.x == 0) rstd[pos] = row_rstd;
 }
 
-__global__ void prepare_slot_updates_kernel(const StepPlanView plan,
-                                            const std::uint8_t* __restrict__ source_finite,
-                                            const std::uint8_t* __restrict__ target_finite,
-                                            const OptimizerSettings* __restrict__ settings,
-                                            bool count_step, std::int64_t* __restrict__ steps,
-                                            std::int32_t* __restrict__ segment_used,
-                                            AdamWScale* __restrict__ segment_scale) {
+__global__ void prepare_slot_updates_kernel(
+    const StepPlanView plan, const std::uint8_t* __restrict__ source_finite,
+    const std::uint8_t* __restrict__ target_finite, const OptimizerSettings* __restrict__ settings,
+    const TrainingSchedule schedule, bool young_only, bool count_step,
+    std::int64_t* __restrict__ steps, std::int32_t* __restrict__ segment_used,
+    OptimizerSettings* __restrict__ segment_settings, AdamWScale* __restrict__ segment_scale,
+    unsigned long long* __restrict__ extra_updates) {
   const int s = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (s >= plan.segments()) return;
+  const int slot = plan.segment_slot(s);
   int used = 0;
-  for (int p = plan.segment_begin(s); p < plan.segment_end(s); ++p)
-    used += source_finite[p] && target_finite[p] ? 1 : 0;
+  if (!young_only || steps[slot] < schedule.young_updates)
+    for (int p = plan.segment_begin(s); p < plan.segment_end(s); ++p)
+      used += source_finite[p] && target_finite[p] ? 1 : 0;
   segment_used[s] = used;
   if (used == 0 || !count_step) return;
-  const std::int64_t step = ++steps[plan.segment_slot(s)];
-  segment_scale[s] = adamw_scale(*settings, step);
+  const std::int64_t step = ++steps[slot];
+  OptimizerSettings update = *settings;
+  update.lr = schedule.lr(update.lr, slot, step);
+  segment_settings[s] = update;
+  segment_scale[s] = adamw_scale(update, step);
+  if (extra_updates) atomicAdd(extra_updates, 1ull);
 }
 
 __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
@@ -344,7 +351,8 @@ __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
   if (pos >= plan.rows()) return;
   const std::int64_t H = layout.hidden;
   const std::int64_t at = pos * H;
-  if (!(source_finite[pos] && target_finite[pos])) {  // left out: contributes nothing
+  const int segment = plan.position_segment(pos);
+  if (!(source_finite[pos] && target_finite[pos]) || segment_used[segment] == 0) {  // left out
     for (std::int64_t j = threadIdx.x; j < H; j += kRowThreads) {
       dy[at + j] = 0.0f;
       dz[at + j] = 0.0f;
@@ -352,7 +360,6 @@ __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
     if (threadIdx.x == 0) row_sq_error[pos] = 0.0f;
     return;
   }
-  const int segment = plan.position_segment(pos);
   const int slot = plan.segment_slot(segment);
   const float* w = params + slot * layout.size() + layout.offset_w();
   const float scale =
@@ -437,10 +444,9 @@ __global__ void __launch_bounds__(kFlatThreads)
   WeightBlock b{};
   b.segment = segment;
   b.slot = plan.segment_slot(segment);
-  const OptimizerSettings settings = *target.settings;
   for (std::int64_t i = blockIdx.y * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::int64_t>(gridDim.y) * blockDim.x)
-    update_parameter<kRule>(target, b, begin + i, grad[segment * grad_stride + i], settings);
+    update_parameter<kRule>(target, b, begin + i, grad[segment * grad_stride + i]);
 }
 
 // One thread: the sums run in row order, as the CPU's do.
@@ -531,12 +537,15 @@ cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool o
 
 cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* source_finite,
                                const std::uint8_t* target_finite, const OptimizerSettings* settings,
-                               UpdateRule rule, std::int64_t* steps, std::int32_t* segment_used,
-                               AdamWScale* segment_scale, cudaStream_t stream) {
+                               const TrainingSchedule& schedule, bool young_only, UpdateRule rule,
+                               std::int64_t* steps, std::int32_t* segment_used,
+                               OptimizerSettings* segment_settings, AdamWScale* segment_scale,
+                               std::int64_t* extra_updates, cudaStream_t stream) {
   prepare_slot_updates_kernel<<<static_cast<unsigned>(ceil_div(plan.layout.max_segments, 128)), 128,
-                                0, stream>>>(plan, source_finite, target_finite, settings,
-                                             rule != UpdateRule::store_gradient, steps,
-                                             segment_used, segment_scale);
+                                0, stream>>>(plan, source_finite, target_finite, settings, schedule,
+                                             young_only, rule != UpdateRule::store_gradient, steps,
+                                             segment_used, segment_settings, segment_scale,
+                                             reinterpret_cast<unsigned long long*>(extra_updates));
   return cudaGetLastError();
 }
 

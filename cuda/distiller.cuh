@@ -30,9 +30,10 @@ struct BankView {
 struct UpdateTarget {
   BankView bank;
   UpdateRule rule = UpdateRule::adamw;
-  const OptimizerSettings* settings = nullptr;  // device
-  const std::int32_t* segment_used = nullptr;   // [max_segments] segments with 0 are left untouched
-  const AdamWScale* segment_scale = nullptr;    // [max_segments] each segment's AdamW constants
+  const std::int32_t* segment_used = nullptr;  // [max_segments] segments with 0 are left untouched
+  const OptimizerSettings* segment_settings =
+      nullptr;                                // [max_segments] each segment's (lr decayed)
+  const AdamWScale* segment_scale = nullptr;  // [max_segments] each segment's AdamW constants
   float* gradient_out = nullptr;
 };
 
@@ -64,16 +65,22 @@ cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool o
                              const StepPlanView& plan, float* z_hat, float* y_hat, float* rstd,
                              cudaStream_t stream = nullptr);
 
-// Per segment: the rows that train it (source and target finite) into segment_used; for AdamW and
-// SGD with at least one such row, steps[slot] += 1 and that update's AdamW constants
-// (adamw_scale) into segment_scale. Runs before any update of the step.
+// Per segment: the rows that train it (source and target finite) into segment_used, or 0 when
+// `young_only` and the slot has young_updates updates or more (a young repeat's pass); for AdamW
+// and SGD with at least one such row, steps[slot] += 1, that update's settings (the lr of
+// schedule.lr) into segment_settings and its AdamW constants (adamw_scale) into segment_scale.
+// With `extra_updates` each such update also adds 1 to it (the updates after a step's first of
+// each slot, which FinishTrainingStep does not see). Runs before the updates it prepares.
 cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* source_finite,
                                const std::uint8_t* target_finite, const OptimizerSettings* settings,
-                               UpdateRule rule, std::int64_t* steps, std::int32_t* segment_used,
-                               AdamWScale* segment_scale, cudaStream_t stream = nullptr);
+                               const TrainingSchedule& schedule, bool young_only, UpdateRule rule,
+                               std::int64_t* steps, std::int32_t* segment_used,
+                               OptimizerSettings* segment_settings, AdamWScale* segment_scale,
+                               std::int64_t* extra_updates, cudaStream_t stream = nullptr);
 
 // Per row: dy = 2 (y_hat - y) / (used H) and dz through the LayerNorm (zero rows where the row does
-// not train), row_sq_error = sum (y_hat - y)^2.
+// not train: source or target not finite, or its segment not updated), row_sq_error = sum
+// (y_hat - y)^2.
 cudaError_t MseLayerNormBackward(const float* params, ParameterLayout layout, bool output_norm,
                                  const StepPlanView& plan, const float* y_hat, const float* target,
                                  const float* z_hat, const float* rstd,

@@ -48,12 +48,15 @@ struct WorkspaceShape {
   int rank = 0;
   int slots = 1;
   int max_rows = 1;
+  bool prior_plan = false;     // warm_start: a second plan, every row in the prior's one segment
+  bool train_forward = false;  // warm_start or young: end_step's forwards write y_hat_train
 };
 
 // Every per-step buffer of the CUDA backend, by name.
 enum class WorkspaceBuffer : int {
-  plan_stage,     // int32 [plan] (with each row's β): uploaded by begin_step on the engine stream
-  plan,           // int32 [plan]: the side stream's copy for the step in flight
+  plan_stage,     // int32 [plans, plan] (with each row's β): uploaded by begin_step on the engine
+                  // stream; plans = 2 with the prior's plan (merge_segments), else 1
+  plan,           // int32 [plans, plan]: the side stream's copy for the step in flight
   source_stage,   // raw [max_rows, H] (<= 4 bytes each): the engine's source rows, copied on S
   target_stage,   // raw [max_rows, H]: the engine's target rows
   source,         // f32 [max_rows, H] grouped by slot; zero rows where not finite
@@ -62,21 +65,23 @@ enum class WorkspaceBuffer : int {
   target_finite,  // u8 [max_rows] by position
   segment_steps,  // i64 [max_segments] optimizer steps of each segment's slot at the forward
   segment_used,   // i32 [max_segments] rows that train the slot (source and target finite)
-  segment_scale,  // AdamWScale [max_segments] the constants of each segment's AdamW update
-  gate_partial,   // f32 [gate_splits, max_rows, 2r] split-K partials of x [A | G]
-  u,              // f32 [max_rows, r] x A
-  pre,            // f32 [max_rows, r] x G + b
-  v,              // f32 [max_rows, r] SiLU(pre)
-  gated,          // f32 [max_rows, r] u * v
-  z_hat,          // f32 [max_rows, H] z, normalised in place by the LayerNorm forward
-  y_hat,          // f32 [max_rows, H] prediction
-  rstd,           // f32 [max_rows]
-  dy,             // f32 [max_rows, H] d loss / d y_hat
-  dz,             // f32 [max_rows, H] d loss / d z
-  row_sq_error,   // f32 [max_rows] sum over H of (y_hat - y)^2
-  dp_partial,     // f32 [dp_splits, max_rows, r] split-K partials of dz B^T
-  dgate,          // f32 [max_rows, 2r] (d u | d pre)
-  vector_grad,    // f32 [max_segments, r + 2H] gradients of b, w, c
+  segment_settings,  // OptimizerSettings [max_segments] each segment's update (lr decayed)
+  segment_scale,     // AdamWScale [max_segments] the constants of each segment's AdamW update
+  gate_partial,      // f32 [gate_splits, max_rows, 2r] split-K partials of x [A | G]
+  u,                 // f32 [max_rows, r] x A
+  pre,               // f32 [max_rows, r] x G + b
+  v,                 // f32 [max_rows, r] SiLU(pre)
+  gated,             // f32 [max_rows, r] u * v
+  z_hat,             // f32 [max_rows, H] z, normalised in place by the LayerNorm forward
+  y_hat,             // f32 [max_rows, H] prediction (read by the mix on the engine stream)
+  y_hat_train,       // f32 [max_rows, H] end_step's own forwards (young repeats, the prior)
+  rstd,              // f32 [max_rows]
+  dy,                // f32 [max_rows, H] d loss / d y_hat
+  dz,                // f32 [max_rows, H] d loss / d z
+  row_sq_error,      // f32 [max_rows] sum over H of (y_hat - y)^2
+  dp_partial,        // f32 [dp_splits, max_rows, r] split-K partials of dz B^T
+  dgate,             // f32 [max_rows, 2r] (d u | d pre)
+  vector_grad,       // f32 [max_segments, r + 2H] gradients of b, w, c
   count
 };
 
@@ -105,7 +110,8 @@ struct WorkspaceLayout {
     const std::size_t r = static_cast<std::size_t>(s.rank);
     const std::size_t S = static_cast<std::size_t>(l.plan.max_segments);
     const std::size_t f = sizeof(float);
-    const std::size_t plan_bytes = static_cast<std::size_t>(l.plan.size()) * sizeof(std::int32_t);
+    const std::size_t plan_bytes =
+        static_cast<std::size_t>(l.plans() * l.plan.size()) * sizeof(std::int32_t);
     l.carve = Carve<kBuffers>::make({
         plan_bytes,
         plan_bytes,
@@ -117,6 +123,7 @@ struct WorkspaceLayout {
         R,
         S * sizeof(std::int64_t),
         S * sizeof(std::int32_t),
+        S * sizeof(OptimizerSettings),
         S * sizeof(AdamWScale),
         static_cast<std::size_t>(l.gate_splits) * R * 2 * r * f,
         R * r * f,
@@ -125,6 +132,7 @@ struct WorkspaceLayout {
         R * r * f,
         R * H * f,
         R * H * f,
+        s.train_forward ? R * H * f : 0,
         R * f,
         R * H * f,
         R * H * f,
@@ -136,6 +144,8 @@ struct WorkspaceLayout {
     return l;
   }
 
+  // Step plans per step (WorkspaceBuffer::plan): the rows' plan, then the prior's if any.
+  int plans() const { return shape.prior_plan ? 2 : 1; }
   std::size_t bytes(WorkspaceBuffer b) const { return carve.bytes[static_cast<std::size_t>(b)]; }
   template <class T>
   T* get(void* base, WorkspaceBuffer b) const {

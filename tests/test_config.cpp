@@ -162,7 +162,7 @@ TEST_CASE("the defaults are the best measured settings (bench/results/quality.md
   const ExplorationConfig e;
   CHECK(d.lr == 1e-2f);
   CHECK(d.rank == 128);
-  CHECK(e.beta == 1.0f);
+  CHECK(e.beta == 0.5f);
   CHECK(e.source.layer == 0);
   CHECK(e.source.site == esamp::Site::layer_input_normed);
   CHECK(e.target.layer == -1);

@@ -733,7 +733,8 @@ TEST_CASE("a young slot is updated young_repeat times per step until young_updat
 }
 
 namespace {
-// A backend that says it runs on CUDA; the front end must refuse what only the CPU implements.
+// A backend that says it runs on CUDA; the front end passes it the schedule options as it does the
+// CPU backend.
 class CudaLookalike final : public SamplerBackend {
  public:
   explicit CudaLookalike(const DistillerConfig& c) : bank_(c) {}
@@ -754,26 +755,33 @@ class CudaLookalike final : public SamplerBackend {
 };
 }  // namespace
 
-TEST_CASE("warm start and young repeats on a non-CPU backend are refused with a clear error",
-          "[sampler][warm_start][young][errors]") {
-  const BackendFactory lookalike = [](const DistillerConfig& c, const ExplorationConfig&) {
+TEST_CASE(
+    "warm start, young repeats and lr decay reach a non-CPU backend like the CPU one, the prior's "
+    "slot included",
+    "[sampler][warm_start][young][lr_decay]") {
+  ExplorationConfig e = exploration_config();
+  e.warm_start = true;
+  e.young_updates = 8;
+  e.young_repeat = 2;
+  e.lr_decay_updates = 4;
+  ExplorationConfig seen;
+  DistillerConfig bank;
+  const BackendFactory lookalike = [&](const DistillerConfig& c, const ExplorationConfig& x) {
+    bank = c;
+    seen = x;
     return std::make_unique<CudaLookalike>(c);
   };
-  ExplorationConfig e = exploration_config();
-  REQUIRE_NOTHROW(ExploratorySampler(kLayers, distiller_config(2), e, lookalike));
-  e.warm_start = true;
-  REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
-                      Contains("ExplorationConfig.warm_start = true, young_updates = 0, "
-                               "lr_decay_updates = 0: warm-started slots, young slots' repeated "
-                               "updates and lr decay are implemented on the CPU backend only"));
-  e.warm_start = false;
-  e.young_updates = 8;
-  REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
-                      Contains("young_updates = 8"));
-  e.young_updates = 0;
-  e.lr_decay_updates = 4;
-  REQUIRE_THROWS_WITH(ExploratorySampler(kLayers, distiller_config(2), e, lookalike),
-                      Contains("lr_decay_updates = 4"));
+  ExploratorySampler s(kLayers, distiller_config(2), e, lookalike);
+  REQUIRE(s.device() == Device::cuda);
+  CHECK(bank.slots == 3);  // two groups' and the prior
+  CHECK(seen.warm_start);
+  CHECK(seen.young_updates == 8);
+  CHECK(seen.young_repeat == 2);
+  CHECK(seen.lr_decay_updates == 4);
+  const GroupId a = s.open_group(), b = s.open_group();
+  CHECK(s.slot_of(a) == 0);
+  CHECK(s.slot_of(b) == 1);
+  REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
 }
 
 TEST_CASE(

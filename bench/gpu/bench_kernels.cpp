@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda/backend.hpp"
+#include "esamp/sampler.hpp"
 
 namespace {
 
@@ -59,14 +60,15 @@ int main(int argc, char** argv) {
   };
   const int warmup = 5, timed = 50;
   for (const Shape& s : shapes) {
-    esamp::DistillerConfig config;
-    config.hidden_size = s.hidden;
-    config.rank = s.rank;
-    config.slots = s.active_slots;
-    config.optimizer = s.optimizer;
-    esamp::ExplorationConfig exploration;
+    esamp::DistillerConfig distiller;
+    distiller.hidden_size = s.hidden;
+    distiller.rank = s.rank;
+    distiller.slots = s.active_slots;
+    distiller.optimizer = s.optimizer;
+    esamp::ExplorationConfig exploration;  // the defaults' schedule: a prior slot, young passes
     exploration.max_rows = s.rows;
     exploration.beta = 0.5f;
+    const esamp::DistillerConfig config = esamp::bank_config(distiller, exploration);
     cudaStream_t stream = nullptr;
     check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
     esamp::cuda::BackendOptions options;

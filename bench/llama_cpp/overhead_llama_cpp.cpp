@@ -1,5 +1,5 @@
 // esamp-bench-overhead-llama-cpp: tokens/s of llama.cpp decode steps through
-// esamp::llama_cpp::Adapter (beta 0.5, latent mixing, default rank) against plain llama_decode on
+// esamp::llama_cpp::Adapter (the library's defaults) against plain llama_decode on
 // a second context with the same settings, one process, steps interleaved pairwise, rows in
 // {1, 4, 16}; prints a Markdown table of medians and ratios. Sampling is left out (the same for
 // both). Usage: esamp-bench-overhead-llama-cpp --model PATH [--steps N] [--threads N] [--rank R]

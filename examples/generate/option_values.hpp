@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "esamp/config.hpp"
+
 namespace esamp::generation {
 
 // A bad option or value; the message names both.
@@ -108,6 +110,8 @@ template <class Options>
 std::vector<OptionSpec<Options>> sampling_options() {
   constexpr int kMaxSamples = 4096;
   constexpr int kMaxTokens = 1 << 20;  // the model's context is the real limit, checked later
+  static const std::string beta_help = fmt::format(
+      "exploration strength, 0 = plain sampling through the hooks [{}]", ExplorationConfig{}.beta);
   return {
       {"--prompt", "TEXT", "the prompt [Once upon a time]",
        [](Options& o, auto option, const std::string& v) {
@@ -144,7 +148,7 @@ std::vector<OptionSpec<Options>> sampling_options() {
        [](Options& o, auto option, const std::string& v) {
          o.filter.min_p = parse_float(option, v, 0.0f, 1.0f);
        }},
-      {"--beta", "B", "exploration strength, 0 = plain sampling through the hooks [0.5]",
+      {"--beta", "B", beta_help,
        [](Options& o, auto option, const std::string& v) {
          o.beta = parse_float(option, v, 0.0f, 1e6f);
        }},

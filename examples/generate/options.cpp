@@ -11,6 +11,8 @@ namespace esamp::generation {
 namespace {
 
 const std::vector<OptionSpec<Options>>& option_table() {
+  static const std::string lr_help =
+      fmt::format("distiller learning rate [{}]", DistillerConfig{}.lr);
   static const std::vector<OptionSpec<Options>> table = joined<Options>(
       {{
            {"--model", "PATH",
@@ -31,7 +33,7 @@ const std::vector<OptionSpec<Options>>& option_table() {
             [](Options& o, auto option, const std::string& v) {
               o.rank = parse_int(option, v, 1, 1 << 20);
             }},
-           {"--lr", "LR", "distiller learning rate [0.001]",
+           {"--lr", "LR", lr_help,
             [](Options& o, auto option, const std::string& v) {
               o.lr = parse_float(option, v, 0.0f, 1e3f, /*min_exclusive=*/true);
             }},

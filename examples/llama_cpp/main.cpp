@@ -34,7 +34,7 @@ struct Options {
   int samples = 8;
   int new_tokens = 128;
   Filter filter;
-  float beta = 0.5f;
+  float beta = ExplorationConfig{}.beta;
   int rank = 0;  // 0: DESIGN.md's 128, capped at the model's hidden size
   int threads = 0;
   std::uint64_t seed = 0;

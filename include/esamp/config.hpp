@@ -105,7 +105,7 @@ struct DistillerConfig {
 };
 
 struct ExplorationConfig {
-  float beta = 1.0f;  // the exploration strength a group gets unless open_group is given one
+  float beta = 0.5f;  // the exploration strength a group gets unless open_group is given one
   Tap source{0, Site::layer_input_normed};
   // The state latent mixing moves, what the LM head reads: the distiller predicts in that space.
   Tap target{-1, Site::final_normed};
@@ -123,7 +123,7 @@ struct ExplorationConfig {
   int young_updates = 16;
   int young_repeat = 2;
   // > 0: a group's slot with n updates (since it was opened) trains with lr · d / (d + n), d this
-  // value (an inverse-time decay; CPU backend; the prior of warm_start keeps DistillerConfig.lr).
+  // value (an inverse-time decay; any backend; the prior of warm_start keeps DistillerConfig.lr).
   int lr_decay_updates = 0;
   int max_rows = 256;  // rows per step the workspace is sized for
   bool background_training =

@@ -61,14 +61,6 @@ class ExploratorySampler {
         backend_(backend ? backend(distiller_, exploration_) : nullptr),
         slot_in_use_(static_cast<std::size_t>(distiller.slots), 0) {
     if (!backend_) fail("ExploratorySampler: the backend factory returned no backend");
-    if ((exploration_.warm_start || exploration_.young_updates > 0 ||
-         exploration_.lr_decay_updates > 0) &&
-        backend_->device() != Device::cpu)
-      fail(
-          "ExplorationConfig.warm_start = {}, young_updates = {}, lr_decay_updates = {}: "
-          "warm-started slots, young slots' repeated updates and lr decay are implemented on the "
-          "CPU backend only (use false, 0 and 0)",
-          exploration_.warm_start, exploration_.young_updates, exploration_.lr_decay_updates);
     row_slots_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     step_groups_.reserve(static_cast<std::size_t>(exploration_.max_rows));

@@ -639,7 +639,7 @@ static void test_defaults(void) {
   esamp_stats stats;
   bool wants = false;
   size_t r;
-  CHECK(e.beta == 1.0f && e.warm_start && e.young_updates == 16 && e.young_repeat == 2);
+  CHECK(e.beta == 0.5f && e.warm_start && e.young_updates == 16 && e.young_repeat == 2);
   CHECK(e.target.layer == -1 && e.target.site == ESAMP_SITE_FINAL_NORMED);
   CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
   if (!s) return;

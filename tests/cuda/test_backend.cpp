@@ -1,6 +1,7 @@
 // GPU tests of esamp::cuda::Backend: 50 decode steps against the CPU LatentDistiller (same rows,
 // same slots, same order), one captured step replayed as a CUDA graph against eager steps, β
-// changed between two replays, and the sampler on CUDA against the sampler on the CPU. Without a
+// changed between two replays, and the sampler on CUDA against the sampler on the CPU (with warm
+// starts, young repeats and lr decay too). Without a
 // CUDA device every case warns and returns (see gpu_util.hpp).
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -19,6 +20,16 @@ using namespace esamp::cuda;
 using namespace esamp::test;
 
 namespace {
+
+// The plain schedule (a seeded slot per group, one update per step) with the last layer's normed
+// input as the target, which these tests hand over themselves; the schedule's tests add to it.
+ExplorationConfig plain_exploration() {
+  ExplorationConfig e;
+  e.target = {-1, Site::layer_input_normed};
+  e.warm_start = false;
+  e.young_updates = 0;
+  return e;
+}
 
 // One decode step's engine inputs, on the host.
 struct StepInputs {
@@ -111,7 +122,7 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
   config.optimizer = optimizer;
   config.lr = optimizer == Optimizer::sgd ? 0.5f : 1e-3f;
   config.seed = 42;
-  ExplorationConfig exploration;
+  ExplorationConfig exploration = plain_exploration();
   exploration.max_rows = rows;
   exploration.beta = 0.5f;
   const int steps = 50;
@@ -214,7 +225,10 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
   CHECK_THAT(st.mean_loss, Catch::Matchers::WithinRel(mean_loss, 1e-3));
 }
 
-TEST_CASE("a captured step replayed 20 times matches 20 eager steps bit for bit", "[gpu][graph]") {
+TEST_CASE(
+    "a captured step replayed 20 times matches 20 eager steps bit for bit, with and without "
+    "a warm start, young repeats and lr decay",
+    "[gpu][graph]") {
   ESAMP_REQUIRE_GPU();
   const int hidden = 896, rank = 128, rows = 7, slots = 5;
   const DType dtype = DType::bf16;
@@ -223,9 +237,17 @@ TEST_CASE("a captured step replayed 20 times matches 20 eager steps bit for bit"
   config.rank = rank;
   config.slots = slots;
   config.seed = 9;
-  ExplorationConfig exploration;
+  ExplorationConfig exploration = plain_exploration();
   exploration.max_rows = rows;
   exploration.beta = 0.4f;
+  // With the schedule: the young repeats' and the prior's passes are in the captured step too.
+  if (GENERATE(false, true)) {
+    exploration.warm_start = true;  // slot 4 is the prior (the pool below never uses it)
+    exploration.young_updates = 3;
+    exploration.young_repeat = 2;
+    exploration.lr_decay_updates = 5;
+  }
+  INFO("warm_start " << exploration.warm_start);
 
   Stream eager_stream, graph_stream;
   Backend eager(config, exploration, eager_stream.options());
@@ -290,7 +312,7 @@ TEST_CASE("an ExploratorySampler on CUDA mixes like the CPU sampler for 50 steps
   distiller.rank = 16;
   distiller.slots = 4;
   distiller.seed = 3;
-  ExplorationConfig exploration;
+  ExplorationConfig exploration = plain_exploration();
   exploration.beta = 0.5f;
   exploration.max_rows = kRows;
   Stream stream;
@@ -314,23 +336,27 @@ TEST_CASE("an ExploratorySampler on CUDA mixes like the CPU sampler for 50 steps
     }
     std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
     std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
+    // As an engine: the source, the last layer's normed input if it is the target, then the
+    // final-normed rows (the target itself when it is final_normed, the default).
     cpu_sampler.begin_step(cpu_rows);
     cpu_sampler.on_hidden(
         0, Site::layer_input_normed,
         ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows, kHidden));
-    cpu_sampler.on_hidden(
-        kLayers - 1, Site::layer_input_normed,
-        ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
-    cpu_sampler.mix_hidden(MatrixView(cpu_final.data(), kRows, kHidden));
+    if (cpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
+      cpu_sampler.on_hidden(
+          kLayers - 1, Site::layer_input_normed,
+          ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
+    cpu_sampler.before_lm_head(MatrixView(cpu_final.data(), kRows, kHidden));
     cpu_sampler.end_step();
 
     buffers.upload(in, stream.s);
     gpu_sampler.begin_step(gpu_rows);
     gpu_sampler.on_hidden(0, Site::layer_input_normed,
                           buffers.view(buffers.source, kRows, kHidden, DType::f32));
-    gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
-                          buffers.view(buffers.target, kRows, kHidden, DType::f32));
-    gpu_sampler.mix_hidden(
+    if (gpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
+      gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
+                            buffers.view(buffers.target, kRows, kHidden, DType::f32));
+    gpu_sampler.before_lm_head(
         MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden, DType::f32, Device::cuda));
     gpu_sampler.end_step();
     std::vector<float> gpu_final(cpu_final.size());
@@ -361,7 +387,7 @@ TEST_CASE("β changed between two replays of a captured step takes effect, per r
   config.rank = rank;
   config.slots = slots;
   config.seed = 5;
-  ExplorationConfig exploration;
+  ExplorationConfig exploration = plain_exploration();
   exploration.max_rows = rows;
   exploration.warmup_updates = 0;  // mix from the first step, on the initial parameters
   Stream stream;
@@ -426,7 +452,7 @@ TEST_CASE("a CUDA sampler mixes each group with its own β and follows set_beta"
   distiller.hidden_size = kHidden;
   distiller.rank = 8;
   distiller.slots = 2;
-  ExplorationConfig exploration;
+  ExplorationConfig exploration = plain_exploration();
   exploration.max_rows = kRows;
   Stream stream;
   ExploratorySampler cpu_sampler(kLayers, distiller, exploration);
@@ -471,4 +497,156 @@ TEST_CASE("a CUDA sampler mixes each group with its own β and follows set_beta"
         REQUIRE_THAT(got[k], Catch::Matchers::WithinAbs(cpu_final[k], 1e-3));
   }
   REQUIRE(gpu_sampler.stats().rows_mixed == cpu_sampler.stats().rows_mixed);
+}
+
+namespace {
+
+// The CPU sampler and the CUDA sampler fed the same 24 steps of 8 rows from three groups; at steps
+// 8 and 16 a group is closed and a new one opened in its slot (warm-started from the prior when
+// exploration.warm_start); make_step makes a row's source or target non-finite now and then. Every
+// step's mixed rows, then the whole bank (the prior's slot included) and the stats must agree.
+void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer) {
+  constexpr int kLayers = 4, kHidden = 64, kRows = 8, kSteps = 24;
+  DistillerConfig distiller;
+  distiller.hidden_size = kHidden;
+  distiller.rank = 16;
+  distiller.slots = 3;
+  distiller.seed = 3;
+  distiller.optimizer = optimizer;
+  distiller.lr = optimizer == Optimizer::sgd ? 0.05f : 1e-3f;
+  ExplorationConfig exploration = schedule;
+  exploration.beta = 0.5f;
+  exploration.max_rows = kRows;
+  INFO(name(optimizer) << ", warm_start " << exploration.warm_start << ", young_updates "
+                       << exploration.young_updates << ", young_repeat " << exploration.young_repeat
+                       << ", lr_decay_updates " << exploration.lr_decay_updates);
+  Stream stream;
+  ExploratorySampler cpu_sampler(kLayers, distiller, exploration);
+  ExploratorySampler gpu_sampler(kLayers, distiller, exploration, esamp::cuda::backend(stream.s));
+  std::vector<GroupId> cpu_groups, gpu_groups;  // the three open groups
+  for (int g = 0; g < 3; ++g) {
+    cpu_groups.push_back(cpu_sampler.open_group());
+    gpu_groups.push_back(gpu_sampler.open_group());
+  }
+  EngineBuffers buffers(kRows, kHidden, DType::f32);
+  std::mt19937 gen(21);
+  for (int step = 0; step < kSteps; ++step) {
+    if (step == 8 || step == 16) {
+      const std::size_t g = step == 8 ? 1 : 0;
+      cpu_sampler.close_group(cpu_groups[g]);
+      gpu_sampler.close_group(gpu_groups[g]);
+      cpu_groups[g] = cpu_sampler.open_group();
+      gpu_groups[g] = gpu_sampler.open_group();
+      REQUIRE(cpu_sampler.slot_of(cpu_groups[g]) == gpu_sampler.slot_of(gpu_groups[g]));
+    }
+    const StepInputs in = make_step(step, kRows, kHidden, {0, 1, 2}, DType::f32, gen);
+    std::vector<GroupId> cpu_rows, gpu_rows;
+    for (const int g : in.row_slots) {
+      cpu_rows.push_back(cpu_groups[static_cast<std::size_t>(g)]);
+      gpu_rows.push_back(gpu_groups[static_cast<std::size_t>(g)]);
+    }
+    std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
+    std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
+    // As an engine: the source, the last layer's normed input if it is the target, then the
+    // final-normed rows (the target itself when it is final_normed, the default).
+    cpu_sampler.begin_step(cpu_rows);
+    cpu_sampler.on_hidden(
+        0, Site::layer_input_normed,
+        ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows, kHidden));
+    if (cpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
+      cpu_sampler.on_hidden(
+          kLayers - 1, Site::layer_input_normed,
+          ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
+    cpu_sampler.before_lm_head(MatrixView(cpu_final.data(), kRows, kHidden));
+    cpu_sampler.end_step();
+
+    buffers.upload(in, stream.s);
+    gpu_sampler.begin_step(gpu_rows);
+    gpu_sampler.on_hidden(0, Site::layer_input_normed,
+                          buffers.view(buffers.source, kRows, kHidden, DType::f32));
+    if (gpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
+      gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
+                            buffers.view(buffers.target, kRows, kHidden, DType::f32));
+    gpu_sampler.before_lm_head(
+        MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden, DType::f32, Device::cuda));
+    gpu_sampler.end_step();
+    const std::vector<std::uint8_t> bytes = buffers.final_hidden.download();
+    const float* gpu_final = reinterpret_cast<const float*>(bytes.data());
+    INFO("step " << step);
+    for (std::size_t k = 0; k < cpu_final.size(); ++k)
+      if (std::isfinite(cpu_final[k]))
+        REQUIRE_THAT(gpu_final[k], Catch::Matchers::WithinAbs(cpu_final[k], 1e-3));
+  }
+
+  const Stats a = cpu_sampler.stats(), b = gpu_sampler.stats();
+  CHECK(a.steps == b.steps);
+  CHECK(a.rows_trained == b.rows_trained);
+  CHECK(a.rows_mixed == b.rows_mixed);
+  CHECK(a.rows_skipped_nonfinite == b.rows_skipped_nonfinite);
+  CHECK(a.slot_updates == b.slot_updates);
+  CHECK(a.steps_trained == b.steps_trained);
+  CHECK(a.rows_skipped_nonfinite > 0);
+  CHECK_THAT(b.last_loss, Catch::Matchers::WithinRel(a.last_loss, 1e-3));
+  CHECK_THAT(b.mean_loss, Catch::Matchers::WithinRel(a.mean_loss, 1e-3));
+
+  const BankState cpu_bank = cpu_sampler.bank(), gpu_bank = gpu_sampler.bank();
+  const BankState fresh(cpu_sampler.distiller_config());
+  const std::vector<float> init = slot_params(fresh, 0);
+  REQUIRE(gpu_bank.slots() == cpu_bank.slots());
+  for (int s = 0; s < cpu_bank.slots(); ++s) {
+    INFO("slot " << s << (s == distiller.slots ? " (the prior)" : ""));
+    CHECK(gpu_bank.updates(s) == cpu_bank.updates(s));
+    const std::vector<float> g = slot_params(gpu_bank, s), c = slot_params(cpu_bank, s);
+    // As in the 50-step backend test: fp32 reduction order only, ~1e-3 of the movement.
+    CHECK(norm_of_difference(g, c) <= 1e-3 * norm_of_difference(c, init) + 1e-6);
+    if (optimizer == Optimizer::adamw) {
+      const Span<const float> gs = gpu_bank.slot_array(BankArray::first_moment, s);
+      const Span<const float> cs = cpu_bank.slot_array(BankArray::first_moment, s);
+      const std::vector<float> gm(gs.begin(), gs.end()), cm(cs.begin(), cs.end());
+      CHECK(norm_of_difference(gm, cm) <=
+            1e-3 * norm_of_difference(cm, std::vector<float>(cm.size())) + 1e-9);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a warm-started CUDA sampler trains the prior and starts new groups from it as the CPU's",
+          "[gpu][sampler][warm_start]") {
+  ESAMP_REQUIRE_GPU();
+  ExplorationConfig e = plain_exploration();
+  e.warm_start = true;
+  check_sampler_parity(e, GENERATE(Optimizer::adamw, Optimizer::sgd));
+}
+
+TEST_CASE("a CUDA sampler repeats a young slot's updates as the CPU's", "[gpu][sampler][young]") {
+  ESAMP_REQUIRE_GPU();
+  ExplorationConfig e = plain_exploration();
+  e.young_updates = 3;
+  e.young_repeat = 2;
+  check_sampler_parity(e, GENERATE(Optimizer::adamw, Optimizer::sgd));
+}
+
+TEST_CASE("a CUDA sampler decays each group slot's lr as the CPU's", "[gpu][sampler][lr_decay]") {
+  ESAMP_REQUIRE_GPU();
+  ExplorationConfig e = plain_exploration();
+  e.lr_decay_updates = 4;
+  check_sampler_parity(e, GENERATE(Optimizer::adamw, Optimizer::sgd));
+}
+
+TEST_CASE("a CUDA sampler with the library's defaults follows the CPU's",
+          "[gpu][sampler][warm_start][young]") {
+  ESAMP_REQUIRE_GPU();
+  check_sampler_parity(ExplorationConfig{}, GENERATE(Optimizer::adamw, Optimizer::sgd));
+}
+
+TEST_CASE("a CUDA sampler with a warm start, young repeats and lr decay together follows the CPU's",
+          "[gpu][sampler][warm_start][young][lr_decay]") {
+  ESAMP_REQUIRE_GPU();
+  ExplorationConfig e = plain_exploration();
+  e.warm_start = true;
+  e.young_updates = 4;
+  e.young_repeat = 3;
+  e.lr_decay_updates = 4;
+  check_sampler_parity(e, GENERATE(Optimizer::adamw, Optimizer::sgd));
 }

@@ -227,6 +227,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   const int max_segments = plan.layout.max_segments;
   DeviceArray<std::int64_t> steps(std::vector<std::int64_t>(static_cast<std::size_t>(slots), 5));
   DeviceArray<std::int32_t> used(static_cast<std::size_t>(max_segments));
+  DeviceArray<OptimizerSettings> segment_settings(static_cast<std::size_t>(max_segments));
   DeviceArray<AdamWScale> scale(static_cast<std::size_t>(max_segments));
   DeviceArray<OptimizerSettings> settings(std::vector<OptimizerSettings>{OptimizerSettings{}});
   DeviceArray<float> dy(static_cast<std::size_t>(rows * hidden)), dz(dy.size());
@@ -240,12 +241,13 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   UpdateTarget t;
   t.bank = {params.get(), nullptr, nullptr, steps.get(), l};
   t.rule = UpdateRule::store_gradient;
-  t.settings = settings.get();
   t.segment_used = used.get();
+  t.segment_settings = segment_settings.get();
   t.segment_scale = scale.get();
   t.gradient_out = grad.get();
   CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), source_finite.get(), target_finite.get(),
-                                  settings.get(), t.rule, steps.get(), used.get(), scale.get()));
+                                  settings.get(), TrainingSchedule{}, false, t.rule, steps.get(),
+                                  used.get(), segment_settings.get(), scale.get(), nullptr));
   CUDA_REQUIRE(MseLayerNormBackward(params.get(), l, output_norm, plan.view(), f.y_hat.get(),
                                     target.get(), f.z_hat.get(), f.rstd.get(), source_finite.get(),
                                     target_finite.get(), used.get(), dy.get(), dz.get(), sq.get()));
@@ -334,10 +336,20 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
                Catch::Matchers::WithinRel(loss_sum / static_cast<double>(updated), 1e-4));
 }
 
-TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle slots untouched",
-          "[gpu][optimizer]") {
+TEST_CASE(
+    "AdamW and SGD updates land on cpu::adamw_update / sgd_update, lr decayed and young-only "
+    "passes included; idle slots untouched",
+    "[gpu][optimizer]") {
   ESAMP_REQUIRE_GPU();
   const UpdateRule rule = GENERATE(UpdateRule::adamw, UpdateRule::sgd);
+  // lr decay with slot 3 as the (exempt) prior; a young-only pass: slots with < 3 updates.
+  const auto [decay, young_only] = GENERATE(table<int, bool>({{0, false}, {3, false}, {0, true}}));
+  INFO("lr_decay_updates " << decay << ", young_only " << young_only);
+  TrainingSchedule schedule;
+  schedule.prior_slot = 3;
+  schedule.young_updates = 3;
+  schedule.young_repeat = 2;
+  schedule.lr_decay_updates = decay;
   const ParameterLayout l{64, 16};
   const int slots = 6, rows = 7;
   // Slots 1, 3, 4 present; every row of slot 4 has a non-finite target: slot 4 is not updated.
@@ -365,35 +377,45 @@ TEST_CASE("AdamW and SGD updates land on cpu::adamw_update / sgd_update; idle sl
   DeviceArray<std::uint8_t> sok(source_ok), tok(target_ok);
   DeviceArray<OptimizerSettings> settings(std::vector<OptimizerSettings>{hyper});
   DeviceArray<std::int32_t> used(static_cast<std::size_t>(max_segments));
+  DeviceArray<OptimizerSettings> segment_settings(static_cast<std::size_t>(max_segments));
   DeviceArray<AdamWScale> scale(static_cast<std::size_t>(max_segments));
+  DeviceArray<std::int64_t> extra_updates(std::vector<std::int64_t>{5});
   UpdateTarget t;
   t.bank = {theta.get(), m.get(), v.get(), steps.get(), l};
   t.rule = rule;
-  t.settings = settings.get();
   t.segment_used = used.get();
+  t.segment_settings = segment_settings.get();
   t.segment_scale = scale.get();
-  CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), sok.get(), tok.get(), settings.get(), rule,
-                                  steps.get(), used.get(), scale.get()));
+  CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), sok.get(), tok.get(), settings.get(), schedule,
+                                  young_only, rule, steps.get(), used.get(), segment_settings.get(),
+                                  scale.get(), extra_updates.get()));
   CUDA_REQUIRE(UpdateParameterRange(plan.view(), g.get(), l.size(), 0, l.size(), t));
   const std::vector<float> theta1 = theta.download(), m1 = m.download(), v1 = v.download();
   const std::vector<std::int64_t> steps1 = steps.download();
 
   std::vector<float> theta_ref = theta0, m_ref = m0, v_ref = v0;
   std::vector<std::int64_t> steps_ref = steps0;
+  std::int64_t updated = 0;
   for (int s = 0; s < hp.segments(); ++s) {
     const int slot = hp.segment_slot(s);
-    if (slot == 4) continue;
+    std::int64_t& step = steps_ref[static_cast<std::size_t>(slot)];
+    if (slot == 4 || (young_only && step >= schedule.young_updates)) continue;
     const std::size_t at = static_cast<std::size_t>(slot * l.size());
     const float* gs = grad.data() + s * l.size();
-    ++steps_ref[static_cast<std::size_t>(slot)];
+    ++step;
+    ++updated;
+    OptimizerSettings o = hyper;  // as cpu::BankStep::update_slot
+    o.lr = schedule.lr(hyper.lr, slot, step);
     if (rule == UpdateRule::sgd) {
-      cpu::sgd_update(theta_ref.data() + at, gs, l.size(), hyper.lr);
+      cpu::sgd_update(theta_ref.data() + at, gs, l.size(), o.lr);
     } else {
       cpu::adamw_update(theta_ref.data() + at, m_ref.data() + at, v_ref.data() + at, gs, l.size(),
-                        hyper, adamw_scale(hyper, steps_ref[static_cast<std::size_t>(slot)]));
+                        o, adamw_scale(o, step));
     }
   }
+  CHECK(updated == (young_only ? 1 : 2));  // young-only: slot 3 (0 updates), not slot 1 (3)
   CHECK(steps1 == steps_ref);
+  CHECK(extra_updates.download()[0] == 5 + updated);
   // The update is written op for op like the CPU's: moments and SGD bit for bit. AdamW's
   // constants (adamw_scale: 1 - beta^t) go through the device pow (<= 2 ulp in double, then
   // rounded to float), which may move the parameter by an ulp or two.

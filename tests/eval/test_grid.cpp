@@ -84,9 +84,9 @@ TEST_CASE("warm_start, young, young_repeat and lr_decay are parsed and show in t
   CHECK(c.exploration.young_repeat == 4);
   CHECK(c.exploration.lr_decay_updates == 16);
   // The label names what differs from the library's defaults (warm_start=1 is one).
-  CHECK(c.label() == "T=1 beta=1 latent group warm_start=0 young=32 young_repeat=4 lr_decay=16");
+  CHECK(c.label() == "T=1 beta=0.5 latent group warm_start=0 young=32 young_repeat=4 lr_decay=16");
   CHECK(parse_curve("w: warm_start=1").front().exploration.warm_start);
-  CHECK(parse_curve("w: warm_start=1").front().label() == "T=1 beta=1 latent group");
+  CHECK(parse_curve("w: warm_start=1").front().label() == "T=1 beta=0.5 latent group");
   CHECK_THROWS_AS(parse_curve("w: warm_start=2"), UsageError);
   CHECK_THROWS_AS(parse_curve("w: young_repeat=0"), UsageError);
 }
@@ -95,10 +95,10 @@ TEST_CASE("target=final trains on h: the sampler's target is the final-normed st
   const EvalConfig c = parse_curve("f: target=final").front();
   CHECK(c.exploration.target.layer == -1);
   CHECK(c.exploration.target.site == Site::final_normed);
-  CHECK(c.label() == "T=1 beta=1 latent group");  // the default target
+  CHECK(c.label() == "T=1 beta=0.5 latent group");  // the default target
   const EvalConfig layer = parse_curve("l: target=-1@layer_input_normed").front();
   CHECK(layer.exploration.target.site == Site::layer_input_normed);
-  CHECK(layer.label() == "T=1 beta=1 latent group target=-1@layer_input_normed");
+  CHECK(layer.label() == "T=1 beta=0.5 latent group target=-1@layer_input_normed");
 }
 
 TEST_CASE("a bad curve spec is a UsageError naming the spec, the key and the value") {

@@ -33,7 +33,8 @@ TEST_CASE("base-model log-probs and pooled hidden states match a plain forward o
   const llama::Tokenizer tokenizer(model.vocabulary);
   DistillerConfig distiller;
   distiller.rank = default_rank(model.hparams);
-  ExplorationConfig exploration;  // beta 0.5: the samples are mixed, their scores must not be
+  ExplorationConfig
+      exploration;  // the default beta: the samples are mixed, their scores must not be
   exploration.mix = GENERATE(MixMode::latent, MixMode::candidates);
   CAPTURE(name(exploration.mix));
   const auto sampler = make_sampler(model.hparams, distiller, exploration);

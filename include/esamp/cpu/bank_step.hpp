@@ -87,19 +87,6 @@ inline void gather_rows(const ConstMatrixView& src, const StepPlanView& plan, Ma
   }
 }
 
-// What train() does beyond one update per slot present at DistillerConfig.lr
-// (ExplorationConfig.warm_start, young_updates, young_repeat, lr_decay_updates).
-struct TrainingSchedule {
-  int prior_slot = -1;       // >= 0: this slot also trains, once per step, on every row trained
-  int young_updates = 0;     // a slot with fewer updates than this is young...
-  int young_repeat = 1;      // ...and is updated this many times per step
-  int lr_decay_updates = 0;  // > 0: lr · d / (d + n) for a group slot with n updates
-
-  static TrainingSchedule of(const ExplorationConfig& e, int slots) {
-    return {e.has_prior() ? slots - 1 : -1, e.young_updates, e.young_repeat, e.lr_decay_updates};
-  }
-};
-
 class BankStep {
  public:
   // `threads`: how many threads share each slot's backward and update (the caller's and
@@ -262,11 +249,7 @@ class BankStep {
     const std::int64_t step = ++bank.slot_updates(slot);
     update_ = {
         bank.slot_data(BankArray::parameters, slot), nullptr, nullptr, settings_, {}, begin, rows};
-    if (schedule_.lr_decay_updates > 0 && slot != schedule_.prior_slot) {
-      const double d = schedule_.lr_decay_updates;
-      update_.settings.lr =
-          static_cast<float>(settings_.lr * d / (d + static_cast<double>(step - 1)));
-    }
+    update_.settings.lr = schedule_.lr(settings_.lr, slot, step);
     if (config_.optimizer == Optimizer::adamw) {
       update_.m = bank.slot_data(BankArray::first_moment, slot);
       update_.v = bank.slot_data(BankArray::second_moment, slot);
