@@ -92,8 +92,8 @@ std::vector<FrontierGap> frontier_gaps(const std::vector<ConfigResult>& results)
 
 std::string csv_text(const std::vector<ConfigResult>& results) {
   std::string text =
-      "curve,method,label,temperature,min_p,beta,mix,latent_mix,sharing,rank,lr,warmup,source,"
-      "target,"
+      "curve,method,label,temperature,min_p,beta,mix,latent_mix,sharing,rank,lr,warmup,"
+      "warm_start,young,young_repeat,lr_decay,source,target,"
       "units,"
       "sampled_tokens,seconds,metric_seconds,distiller_loss,target_variance,unexplained_fraction,"
       "prediction_residual,prediction_cosine,target_residual,target_cosine";
@@ -106,13 +106,14 @@ std::string csv_text(const std::vector<ConfigResult>& results) {
     text += fmt::format("{},{},{},{},{}", c.curve, c.method(), c.label(),
                         number(c.filter.temperature), number(c.filter.min_p));
     if (c.esamp) {
-      text += fmt::format(",{},{},{},{},{},{},{},{},{}", number(c.exploration.beta),
-                          name(c.exploration.mix), name(c.exploration.latent_mix),
-                          c.group_per_sample ? "sample" : name(c.exploration.sharing), c.rank,
-                          number(c.lr), c.exploration.warmup_updates,
-                          tap_text(c.exploration.source), tap_text(c.exploration.target));
+      const ExplorationConfig& e = c.exploration;
+      text +=
+          fmt::format(",{},{},{},{},{},{},{},{:d},{},{},{},{},{}", number(e.beta), name(e.mix),
+                      name(e.latent_mix), c.group_per_sample ? "sample" : name(e.sharing), c.rank,
+                      number(c.lr), e.warmup_updates, e.warm_start, e.young_updates, e.young_repeat,
+                      e.lr_decay_updates, tap_text(e.source), tap_text(e.target));
     } else {
-      text += ",,,,,,,,,";
+      text += ",,,,,,,,,,,,,";
     }
     text += fmt::format(",{},{},{},{}", r.units.size(), r.sampled_tokens, number(r.seconds),
                         number(r.metric_seconds));
@@ -211,6 +212,10 @@ std::string json_text(const RunInfo& info, const std::vector<ConfigResult>& resu
       json.key("sharing").value(c.group_per_sample ? "sample" : name(c.exploration.sharing));
       json.key("rank").value(c.rank).key("lr").value(static_cast<double>(c.lr));
       json.key("warmup").value(c.exploration.warmup_updates);
+      json.key("warm_start").value(c.exploration.warm_start);
+      json.key("young").value(c.exploration.young_updates);
+      json.key("young_repeat").value(c.exploration.young_repeat);
+      json.key("lr_decay").value(c.exploration.lr_decay_updates);
       json.key("source").value(tap_text(c.exploration.source));
       json.key("target").value(tap_text(c.exploration.target));
     }

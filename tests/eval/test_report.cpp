@@ -89,8 +89,9 @@ TEST_CASE("the CSV has a header and one row per configuration, NaN as an empty f
 
   const std::string csv = csv_text({plain, esamp});
   const std::string header =
-      "curve,method,label,temperature,min_p,beta,mix,latent_mix,sharing,rank,lr,warmup,source,"
-      "target,units,sampled_tokens,seconds,metric_seconds,distiller_loss,target_variance,"
+      "curve,method,label,temperature,min_p,beta,mix,latent_mix,sharing,rank,lr,warmup,"
+      "warm_start,young,young_repeat,lr_decay,source,target,units,sampled_tokens,seconds,metric_"
+      "seconds,distiller_loss,target_variance,"
       "unexplained_fraction,"
       "prediction_residual,prediction_cosine,target_residual,target_cosine,perplexity_mean,"
       "perplexity_lo,perplexity_hi,"
@@ -101,10 +102,10 @@ TEST_CASE("the CSV has a header and one row per configuration, NaN as an empty f
       "hidden_vendi_lo,hidden_vendi_hi,semantic_cosine_mean,semantic_cosine_lo,semantic_cosine_hi,"
       "semantic_vendi_mean,semantic_vendi_lo,semantic_vendi_hi\n";
   // Units {1, 3}: mean 2, s = √2, se = 1, half-width t(0.975, 1) = 12.7062.
-  std::string plain_row = "t,plain,T=1,1,0,,,,,,,,,,2,100,1.5,0.25,,,,,,,";
+  std::string plain_row = "t,plain,T=1,1,0,,,,,,,,,,,,,,2,100,1.5,0.25,,,,,,,";
   for (std::size_t m = 0; m < kMetricCount; ++m) plain_row += ",2,-10.7062,14.7062";
   std::string esamp_row =
-      "e,esamp-latent,T=1 beta=0.5 latent group rank=8,1,0,0.5,latent,full,group,8,0.01,1,"
+      "e,esamp-latent,T=1 beta=0.5 latent group rank=8,1,0,0.5,latent,full,group,8,0.01,1,1,16,2,0,"
       "0@layer_input_normed,-1@final_normed,2,0,0,0,0.5,2,0.25,0.75,,0.125,0.875";
   esamp_row += ",2,2,2";  // perplexity {2, 2}
   for (std::size_t m = 1; m < kMetricCount; ++m) esamp_row += ",1,1,1";
