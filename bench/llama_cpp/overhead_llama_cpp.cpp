@@ -2,8 +2,8 @@
 // esamp::llama_cpp::Adapter (the library's defaults) against plain llama_decode on
 // a second context with the same settings, one process, steps interleaved pairwise, rows in
 // {1, 4, 16}; prints a Markdown table of medians and ratios. Sampling is left out (the same for
-// both). Usage: esamp-bench-overhead-llama-cpp --model PATH [--steps N] [--threads N] [--rank R]
-// [--training-threads N] [--work] [--optimizer adamw|sgd]
+// both). Usage: esamp-bench-overhead-llama-cpp [--model PATH] [--steps N] [--threads N] [--rank R]
+// [--training-threads N] [--work] [--optimizer adamw|sgd] [--plain-schedule]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 
 #include "generate/option_values.hpp"
 #include "llama_cpp_generation.hpp"
+#include "models/model_dir.hpp"
 
 namespace esamp::llama_cpp {
 namespace {
@@ -34,20 +35,22 @@ int warmup_steps(const ExplorationConfig& e) {
 }
 
 struct BenchOptions {
-  std::string model_path;
+  std::string model_path;  // empty: stories260K.gguf in the model folder (a smoke run)
   int steps = 16;
   bool work_only = false;
   Optimizer optimizer = Optimizer::adamw;
   int threads = 0;
   int rank = DistillerConfig{}.rank;
   int training_threads = ExplorationConfig{}.training_threads;
+  bool plain_schedule = false;
+  bool help = false;
 };
 
 BenchOptions parse(int argc, const char* const* argv) {
   using namespace generation;
   BenchOptions options;
-  const std::vector<OptionSpec<BenchOptions>> table = {
-      {"--model", "PATH", "GGUF model",
+  std::vector<OptionSpec<BenchOptions>> table = {
+      {"--model", "PATH", "GGUF model [stories260K.gguf in the model folder: a smoke run]",
        [](BenchOptions& o, auto, const std::string& v) { o.model_path = v; }},
       {"--steps", "N", "measured decode steps per row count [16]",
        [](BenchOptions& o, auto option, const std::string& v) {
@@ -70,15 +73,39 @@ BenchOptions parse(int argc, const char* const* argv) {
        [](BenchOptions& o, auto option, const std::string& v) {
          o.rank = parse_int(option, v, 1, 1 << 16);
        }},
+      {"--plain-schedule", "",
+       "the paper's schedule: no warm-started slots, one update per step (the defaults have both)",
+       [](BenchOptions& o, auto, auto&) { o.plain_schedule = true; }},
       {"--training-threads", "N",
        "threads sharing esamp's training step (ExplorationConfig.training_threads) [1]",
        [](BenchOptions& o, auto option, const std::string& v) {
          o.training_threads = parse_int(option, v, 1, 256);
        }},
   };
+  table.push_back({"--help", "", "this text", [](BenchOptions& o, auto, auto&) { o.help = true; }});
   parse_command_line(argc, argv, table, options);
-  if (options.model_path.empty()) usage_error("--model PATH is required");
+  if (options.help) {
+    fmt::print(
+        "Usage: esamp-bench-overhead-llama-cpp [--model PATH] [options]\n"
+        "llama.cpp decode steps with and without esamp (the library's defaults), same process,\n"
+        "interleaved; a Markdown table of tokens/s and their ratio at 1, 4 and 16 rows.\n\n{}",
+        options_help(table));
+    return options;
+  }
+  if (options.model_path.empty()) options.model_path = models::model_file("stories260K.gguf");
   return options;
+}
+
+// The library's defaults, or the plain schedule, for steps of `rows` rows.
+ExplorationConfig exploration_of(const BenchOptions& o, int rows) {
+  ExplorationConfig e;
+  e.max_rows = rows;
+  e.training_threads = o.training_threads;
+  if (o.plain_schedule) {
+    e.warm_start = false;
+    e.young_updates = 0;
+  }
+  return e;
 }
 
 double quantile(std::vector<double> values, double q) {
@@ -121,8 +148,8 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
     distiller.hidden_size = hidden;
     distiller.rank = options.rank;
     distiller.optimizer = options.optimizer;
-    ExplorationConfig exploration;  // the defaults
-    exploration.max_rows = rows;
+    ExplorationConfig exploration = exploration_of(options, rows);
+    exploration.training_threads = 1;  // this table times the training on the calling thread
     const int warmup = warmup_steps(exploration);
     ExploratorySampler sampler(layers, distiller, exploration);
     const GroupId group = sampler.open_group();
@@ -149,7 +176,8 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
       const double training_seconds = thread_cpu_seconds() - training_start;
       step.clear();
       for (llama_seq_id s = 0; s < rows; ++s)
-        step.add((7 * (k + 2) + 13 * s) % vocab, k + warmup, Span<const llama_seq_id>(&s, 1), true);
+        step.add((7 * (k + warmup + 1) + 13 * s) % vocab, k + warmup,
+                 Span<const llama_seq_id>(&s, 1), true);
       start = thread_cpu_seconds();
       if (llama_decode(context.get(), step.get()) != 0) fail("llama_decode failed");
       const double llama_seconds = thread_cpu_seconds() - start;
@@ -167,6 +195,7 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
 
 int run(int argc, const char* const* argv) {
   const BenchOptions options = parse(argc, argv);
+  if (options.help) return 0;
   ModelPtr model = load_model(options.model_path);
   const int hidden = llama_model_n_embd(model.get());
   const int layers = llama_model_n_layer(model.get());
@@ -178,8 +207,12 @@ int run(int argc, const char* const* argv) {
   const auto prompt_length = static_cast<int>(prompt.size());
   const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
 
-  fmt::print("model {}: hidden {}, {} layers; rank {}; {} measured steps after one warm-up\n\n",
-             options.model_path, hidden, layers, options.rank, options.steps);
+  fmt::print(
+      "model {}: hidden {}, {} layers; rank {}; {}; {} measured steps after {} untimed (one, and a "
+      "new slot's young steps)\n\n",
+      options.model_path, hidden, layers, options.rank,
+      options.plain_schedule ? "plain schedule" : "the defaults", options.steps,
+      warmup_steps(exploration_of(options, 1)));
   fmt::print(
       "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
       "[quartiles] |\n|---:|---:|---:|---:|---:|\n");
@@ -188,10 +221,8 @@ int run(int argc, const char* const* argv) {
     distiller.hidden_size = hidden;
     distiller.rank = options.rank;
     distiller.optimizer = options.optimizer;
-    ExplorationConfig exploration;  // the defaults
-    exploration.max_rows = rows;
+    const ExplorationConfig exploration = exploration_of(options, rows);
     const int warmup = warmup_steps(exploration);
-    exploration.training_threads = options.training_threads;
     ExploratorySampler sampler(layers, distiller, exploration);
     const llama_context_params params =
         context_params({rows, prompt_length + warmup + options.steps, options.threads});
@@ -217,7 +248,7 @@ int run(int argc, const char* const* argv) {
       step.clear();
       // Any tokens time the same; each row reads its own.
       for (int s = 0; s < rows; ++s)
-        step.add((7 * (k + 2) + 13 * s) % vocab, prompt_length + k + warmup,
+        step.add((7 * (k + warmup + 1) + 13 * s) % vocab, prompt_length + k + warmup,
                  Span<const llama_seq_id>(&sequences[static_cast<std::size_t>(s)], 1), true);
       double plain_seconds = 0.0, esamp_seconds = 0.0;
       const auto time_plain = [&] {
