@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "cuda/backend.hpp"
@@ -90,6 +91,53 @@ struct Stream {
     return o;
   }
 };
+
+// A CPU and a CUDA sampler fed the same steps (host and device buffers), and the model's layers.
+struct SamplerPair {
+  ExploratorySampler& cpu;
+  ExploratorySampler& gpu;
+  int layers = 0;
+};
+
+// One step through both samplers as an engine calls the hooks: the source, the last layer's normed
+// input if it is the target, then the final-normed rows (the target itself when it is
+// final_normed, the default). Returns the mixed final rows of the CPU and of the CUDA sampler.
+std::pair<std::vector<float>, std::vector<float>> step_both(SamplerPair samplers,
+                                                            const std::vector<GroupId>& cpu_rows,
+                                                            const std::vector<GroupId>& gpu_rows,
+                                                            const StepInputs& in, int rows,
+                                                            int hidden, EngineBuffers& buffers,
+                                                            cudaStream_t stream) {
+  const int last = samplers.layers - 1;
+  std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
+  std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
+  ExploratorySampler& cpu = samplers.cpu;
+  cpu.begin_step(cpu_rows);
+  cpu.on_hidden(0, Site::layer_input_normed,
+                ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), rows, hidden));
+  if (cpu.wants(last, Site::layer_input_normed))
+    cpu.on_hidden(last, Site::layer_input_normed,
+                  ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), rows, hidden));
+  cpu.before_lm_head(MatrixView(cpu_final.data(), rows, hidden));
+  cpu.end_step();
+
+  ExploratorySampler& gpu = samplers.gpu;
+  buffers.upload(in, stream);
+  gpu.begin_step(gpu_rows);
+  gpu.on_hidden(0, Site::layer_input_normed,
+                buffers.view(buffers.source, rows, hidden, DType::f32));
+  if (gpu.wants(last, Site::layer_input_normed))
+    gpu.on_hidden(last, Site::layer_input_normed,
+                  buffers.view(buffers.target, rows, hidden, DType::f32));
+  gpu.before_lm_head(
+      MatrixView(buffers.final_hidden.get(), rows, hidden, hidden, DType::f32, Device::cuda));
+  gpu.end_step();
+  std::vector<float> gpu_final(cpu_final.size());
+  CUDA_REQUIRE(cudaMemcpyAsync(gpu_final.data(), buffers.final_hidden.get(),
+                               gpu_final.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  CUDA_REQUIRE(cudaStreamSynchronize(stream));
+  return {std::move(cpu_final), std::move(gpu_final)};
+}
 
 std::vector<float> slot_params(const BankState& bank, int slot) {
   const Span<const float> p = bank.slot_array(BankArray::parameters, slot);
@@ -334,36 +382,8 @@ TEST_CASE("an ExploratorySampler on CUDA mixes like the CPU sampler for 50 steps
       cpu_rows.push_back(cpu_groups[static_cast<std::size_t>(s)]);
       gpu_rows.push_back(gpu_groups[static_cast<std::size_t>(s)]);
     }
-    std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
-    std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
-    // As an engine: the source, the last layer's normed input if it is the target, then the
-    // final-normed rows (the target itself when it is final_normed, the default).
-    cpu_sampler.begin_step(cpu_rows);
-    cpu_sampler.on_hidden(
-        0, Site::layer_input_normed,
-        ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows, kHidden));
-    if (cpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
-      cpu_sampler.on_hidden(
-          kLayers - 1, Site::layer_input_normed,
-          ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
-    cpu_sampler.before_lm_head(MatrixView(cpu_final.data(), kRows, kHidden));
-    cpu_sampler.end_step();
-
-    buffers.upload(in, stream.s);
-    gpu_sampler.begin_step(gpu_rows);
-    gpu_sampler.on_hidden(0, Site::layer_input_normed,
-                          buffers.view(buffers.source, kRows, kHidden, DType::f32));
-    if (gpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
-      gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
-                            buffers.view(buffers.target, kRows, kHidden, DType::f32));
-    gpu_sampler.before_lm_head(
-        MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden, DType::f32, Device::cuda));
-    gpu_sampler.end_step();
-    std::vector<float> gpu_final(cpu_final.size());
-    CUDA_REQUIRE(cudaMemcpyAsync(gpu_final.data(), buffers.final_hidden.get(),
-                                 gpu_final.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                                 stream.s));
-    CUDA_REQUIRE(cudaStreamSynchronize(stream.s));
+    const auto [cpu_final, gpu_final] = step_both({cpu_sampler, gpu_sampler, kLayers}, cpu_rows,
+                                                  gpu_rows, in, kRows, kHidden, buffers, stream.s);
     INFO("step " << step);
     // The parameters drift apart by float rounding only; the mixed states stay within 1e-3.
     for (std::size_t i = 0; i < cpu_final.size(); ++i)
@@ -545,33 +565,8 @@ void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer
       cpu_rows.push_back(cpu_groups[static_cast<std::size_t>(g)]);
       gpu_rows.push_back(gpu_groups[static_cast<std::size_t>(g)]);
     }
-    std::vector<float> cpu_final(in.final_hidden.size() / sizeof(float));
-    std::memcpy(cpu_final.data(), in.final_hidden.data(), in.final_hidden.size());
-    // As an engine: the source, the last layer's normed input if it is the target, then the
-    // final-normed rows (the target itself when it is final_normed, the default).
-    cpu_sampler.begin_step(cpu_rows);
-    cpu_sampler.on_hidden(
-        0, Site::layer_input_normed,
-        ConstMatrixView(reinterpret_cast<const float*>(in.source.data()), kRows, kHidden));
-    if (cpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
-      cpu_sampler.on_hidden(
-          kLayers - 1, Site::layer_input_normed,
-          ConstMatrixView(reinterpret_cast<const float*>(in.target.data()), kRows, kHidden));
-    cpu_sampler.before_lm_head(MatrixView(cpu_final.data(), kRows, kHidden));
-    cpu_sampler.end_step();
-
-    buffers.upload(in, stream.s);
-    gpu_sampler.begin_step(gpu_rows);
-    gpu_sampler.on_hidden(0, Site::layer_input_normed,
-                          buffers.view(buffers.source, kRows, kHidden, DType::f32));
-    if (gpu_sampler.wants(kLayers - 1, Site::layer_input_normed))
-      gpu_sampler.on_hidden(kLayers - 1, Site::layer_input_normed,
-                            buffers.view(buffers.target, kRows, kHidden, DType::f32));
-    gpu_sampler.before_lm_head(
-        MatrixView(buffers.final_hidden.get(), kRows, kHidden, kHidden, DType::f32, Device::cuda));
-    gpu_sampler.end_step();
-    const std::vector<std::uint8_t> bytes = buffers.final_hidden.download();
-    const float* gpu_final = reinterpret_cast<const float*>(bytes.data());
+    const auto [cpu_final, gpu_final] = step_both({cpu_sampler, gpu_sampler, kLayers}, cpu_rows,
+                                                  gpu_rows, in, kRows, kHidden, buffers, stream.s);
     INFO("step " << step);
     for (std::size_t k = 0; k < cpu_final.size(); ++k)
       if (std::isfinite(cpu_final[k]))
