@@ -44,7 +44,7 @@ int main() {
   distiller.rank = 4;
   distiller.slots = 2;  // one slot per prompt
   esamp::ExplorationConfig exploration;
-  exploration.beta = 0.5f;  // source: layer 0's normed input; target: the last layer's
+  exploration.beta = 0.5f;  // source: layer 0's normed input; target: the final-normed state
   esamp::ExploratorySampler sampler(kLayers, distiller, exploration);
 
   // The samples of one prompt form one group: they train one distiller and push each other apart.
@@ -75,7 +75,8 @@ int main() {
     Matrix final_hidden = ToyModel::rms_norm(hidden);
 
     // 3. The two mixing points, whatever ExplorationConfig.mix is: before the LM head on the
-    //    final-normed rows (latent mode mixes the prediction in here, in place), after it on the
+    //    final-normed rows (the default target, handed over here; latent mode mixes the
+    //    prediction in here, in place), after it on the
     //    logits (candidates mode mixes the filter's candidates here, with the LM head's weights).
     sampler.before_lm_head(esamp::MatrixView(final_hidden.data(), rows, kHidden));
     Matrix logits = final_hidden * model.embedding.transpose();
