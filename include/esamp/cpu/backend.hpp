@@ -23,8 +23,7 @@ class Backend final : public SamplerBackend {
       : exploration_(exploration),
         bank_(distiller),
         step_(distiller, exploration.max_rows, exploration.training_threads,
-              TrainingSchedule::of(exploration, distiller.slots)),
-        prior_slot_(exploration.has_prior() ? distiller.slots - 1 : -1) {
+              TrainingSchedule::of(exploration, distiller.slots)) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));
@@ -37,8 +36,9 @@ class Backend final : public SamplerBackend {
   // With ExplorationConfig.warm_start the slot starts from the prior (the bank's last slot).
   void reset_slot(int slot) override {
     wait_for_training();
-    if (prior_slot_ >= 0) {
-      bank_.reset_from(slot, prior_slot_);
+    const int prior = step_.schedule().prior_slot;
+    if (prior >= 0) {
+      bank_.reset_from(slot, prior);
     } else {
       bank_.reset(slot);
     }
@@ -186,7 +186,6 @@ class Backend final : public SamplerBackend {
   ExplorationConfig exploration_;
   BankState bank_;
   BankStep step_;
-  int prior_slot_;               // the warm start's prior, or -1
   std::vector<int> row_slots_;   // [rows] slot of each row this step
   std::vector<float> row_beta_;  // [rows] β of each row this step
   bool planned_ = false;         // step_ holds this step's plan

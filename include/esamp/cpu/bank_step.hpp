@@ -119,6 +119,7 @@ class BankStep {
   }
   StepPlanView plan_view() const { return {plan_.data(), builder_.layout()}; }
   int rows() const { return plan_[0]; }
+  const TrainingSchedule& schedule() const { return schedule_; }
 
   // Gathers the source rows and predicts each through its slot of `bank`.
   void forward(const BankState& bank, const ConstMatrixView& source) {
