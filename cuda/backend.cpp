@@ -72,11 +72,11 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
                  const BackendOptions& options)
     : config_(distiller),
       exploration_(exploration),
-      schedule_(TrainingSchedule::of(exploration, distiller.slots)),
+      schedule_(TrainingSchedule::of(exploration)),
       layout_{distiller.hidden_size, distiller.rank},
-      workspace_layout_(WorkspaceLayout::make(
-          {distiller.hidden_size, distiller.rank, distiller.slots, exploration.max_rows,
-           schedule_.prior_slot >= 0, schedule_.prior_slot >= 0 || schedule_.young_passes() > 0})),
+      workspace_layout_(
+          WorkspaceLayout::make({distiller.hidden_size, distiller.rank, distiller.slots,
+                                 exploration.max_rows, schedule_.young_passes() > 0})),
       plan_builder_(workspace_layout_.plan, distiller.slots),
       device_(resolve_device(options.device)),
       engine_(options.stream) {
@@ -160,13 +160,11 @@ Backend::~Backend() {
   if (side_) cudaStreamDestroy(side_);
 }
 
-void Backend::reset_slot(int slot) {
+void Backend::reset_slot(int slot, int from) {
   const DeviceScope scope(device_);
   const auto P = static_cast<std::size_t>(layout_.size());
   const auto offset = static_cast<std::size_t>(slot) * P;
-  const float* start = schedule_.prior_slot >= 0
-                           ? params_ + static_cast<std::size_t>(schedule_.prior_slot) * P
-                           : init_params_;
+  const float* start = from >= 0 ? params_ + static_cast<std::size_t>(from) * P : init_params_;
   check(
       cudaMemcpyAsync(params_ + offset, start, P * sizeof(float), cudaMemcpyDeviceToDevice, side_),
       "reset_slot");
@@ -192,13 +190,8 @@ StepPlanView Backend::plan_view() const {
   return {ws<const std::int32_t>(WorkspaceBuffer::plan), workspace_layout_.plan};
 }
 
-StepPlanView Backend::prior_plan_view() const {
-  return {ws<const std::int32_t>(WorkspaceBuffer::plan) + workspace_layout_.plan.size(),
-          workspace_layout_.plan};
-}
-
 std::size_t Backend::plan_ints() const {
-  return static_cast<std::size_t>(workspace_layout_.plans() * workspace_layout_.plan.size());
+  return static_cast<std::size_t>(workspace_layout_.plan.size());
 }
 
 BankView Backend::bank_view() const {
@@ -241,15 +234,12 @@ void Backend::begin_step(Span<const int> row_slots, Span<const float> row_beta) 
   const std::size_t ints = plan_ints();
   std::int32_t* pinned = static_cast<std::int32_t*>(pinned_plans_.get()) + entry * ints;
   plan_builder_.build(row_slots, row_beta, pinned);
-  if (schedule_.prior_slot >= 0)
-    merge_segments({pinned, workspace_layout_.plan}, schedule_.prior_slot,
-                   pinned + workspace_layout_.plan.size());
   plan_cursor_ = (entry + 1) % kPlanRing;
   capturing_ = false;
   wait_from_earlier_step(engine_, stage_free_);
   check(cudaMemcpyAsync(ws<std::int32_t>(WorkspaceBuffer::plan_stage), pinned,
                         ints * sizeof(std::int32_t), cudaMemcpyHostToDevice, engine_),
-        "begin_step: uploading the plans");
+        "begin_step: uploading the plan");
   record(plan_uploaded_[static_cast<std::size_t>(entry)], engine_);
   rows_ = static_cast<int>(row_slots.size());
 }
@@ -274,7 +264,7 @@ void Backend::on_source(const ConstMatrixView& source) {
   check(cudaMemcpyAsync(ws<std::int32_t>(WorkspaceBuffer::plan),
                         ws<const std::int32_t>(WorkspaceBuffer::plan_stage),
                         plan_ints() * sizeof(std::int32_t), cudaMemcpyDeviceToDevice, side_),
-        "on_source: taking the plans");
+        "on_source: taking the plan");
   check(
       GatherRows(ws<const void>(WorkspaceBuffer::source_stage), source_dtype_, config_.hidden_size,
                  config_.hidden_size, plan, ws<float>(WorkspaceBuffer::source),
@@ -352,17 +342,12 @@ void Backend::end_step() {
       FinishTrainingStep(plan, config_.hidden_size, ws<const float>(WorkspaceBuffer::row_sq_error),
                          segment_used, stats_, side_),
       "FinishTrainingStep");
-  // As cpu::BankStep::train: a young slot's repeats on its new parameters, then the prior on
-  // every row trained. Their own forwards write y_hat_train: the mix may still read y_hat.
+  // As cpu::BankStep::train: a young slot's repeats on its new parameters. Their own forwards
+  // write y_hat_train: the mix may still read y_hat.
   float* y_hat_train = ws<float>(WorkspaceBuffer::y_hat_train);
   for (int r = 0; r < schedule_.young_passes(); ++r) {
     forward(plan, y_hat_train);
     train(plan, y_hat_train, true, &stats_->slot_updates);
-  }
-  if (schedule_.prior_slot >= 0) {
-    const StepPlanView prior = prior_plan_view();
-    forward(prior, y_hat_train);
-    train(prior, y_hat_train, false, &stats_->slot_updates);
   }
   record(step_done_, side_);
   // A capture must end on the stream it began with every forked stream joined back.

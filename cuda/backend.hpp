@@ -13,8 +13,8 @@
 //   on_target    S: copy the rows to a stage.
 //   mix_hidden   S: wait for A's prediction, mix in place.  (mix_logits likewise.)
 //   end_step     A: gather the target, backward, per-slot update, stats; then the young slots'
-//                   repeats and the warm start's prior, each a forward into y_hat_train (the mix
-//                   may still read y_hat) and a backward and update.
+//                   repeats, each a forward into y_hat_train (the mix may still read y_hat) and a
+//                   backward and update.
 // The engine may reuse its buffers once its stream has passed each hook's work (the stage copies
 // run on S). A's step t+1 forward runs after its step t update: the lag is exactly one step.
 //
@@ -50,9 +50,9 @@ class Backend final : public SamplerBackend {
   Backend& operator=(const Backend&) = delete;
 
   Device device() const override { return Device::cuda; }
-  // Re-initialises a slot (seeded parameters, or the prior's with ExplorationConfig.warm_start;
-  // zero moments and step counter), ordered after any side work already enqueued. Asynchronous.
-  void reset_slot(int slot) override;
+  // Restarts a slot (seeded parameters, or slot `from`'s; zero moments and step counter), ordered
+  // after any side work already enqueued. Asynchronous.
+  void reset_slot(int slot, int from) override;
   // Per-step hooks (see the timeline above).
   void begin_step(Span<const int> row_slots, Span<const float> row_beta) override;
   void on_source(const ConstMatrixView& source) override;
@@ -85,8 +85,7 @@ class Backend final : public SamplerBackend {
   void record(StepEvent& e, cudaStream_t stream);
   void wait_from_earlier_step(cudaStream_t stream, const StepEvent& e);
   StepPlanView plan_view() const;
-  StepPlanView prior_plan_view() const;  // the warm start's: every row in the prior's segment
-  std::size_t plan_ints() const;         // int32s of the step's plans (one, or two with the prior)
+  std::size_t plan_ints() const;  // int32s of the step plan
   // The forward of `plan`'s rows through their slots into y_hat (and the saved activations).
   void forward(const StepPlanView& plan, float* y_hat);
   // One update of each slot of `plan` (only the young ones with `young_only`) from the activations

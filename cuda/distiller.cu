@@ -333,7 +333,7 @@ __global__ void prepare_slot_updates_kernel(
   if (used == 0 || !count_step) return;
   const std::int64_t step = ++steps[slot];
   OptimizerSettings update = *settings;
-  update.lr = schedule.lr(update.lr, slot, step);
+  update.lr = schedule.lr(update.lr, step);
   segment_settings[s] = update;
   segment_scale[s] = adamw_scale(update, step);
   if (extra_updates) atomicAdd(extra_updates, 1ull);

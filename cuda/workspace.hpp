@@ -48,15 +48,13 @@ struct WorkspaceShape {
   int rank = 0;
   int slots = 1;
   int max_rows = 1;
-  bool prior_plan = false;     // warm_start: a second plan, every row in the prior's one segment
-  bool train_forward = false;  // warm_start or young: end_step's forwards write y_hat_train
+  bool train_forward = false;  // young repeats: end_step's forwards write y_hat_train
 };
 
 // Every per-step buffer of the CUDA backend, by name.
 enum class WorkspaceBuffer : int {
-  plan_stage,     // int32 [plans, plan] (with each row's β): uploaded by begin_step on the engine
-                  // stream; plans = 2 with the prior's plan (merge_segments), else 1
-  plan,           // int32 [plans, plan]: the side stream's copy for the step in flight
+  plan_stage,     // int32 [plan] (with each row's β): uploaded by begin_step on the engine stream
+  plan,           // int32 [plan]: the side stream's copy for the step in flight
   source_stage,   // raw [max_rows, H] (<= 4 bytes each): the engine's source rows, copied on S
   target_stage,   // raw [max_rows, H]: the engine's target rows
   source,         // f32 [max_rows, H] grouped by slot; zero rows where not finite
@@ -74,7 +72,7 @@ enum class WorkspaceBuffer : int {
   gated,             // f32 [max_rows, r] u * v
   z_hat,             // f32 [max_rows, H] z, normalised in place by the LayerNorm forward
   y_hat,             // f32 [max_rows, H] prediction (read by the mix on the engine stream)
-  y_hat_train,       // f32 [max_rows, H] end_step's own forwards (young repeats, the prior)
+  y_hat_train,       // f32 [max_rows, H] end_step's own forwards (young repeats)
   rstd,              // f32 [max_rows]
   dy,                // f32 [max_rows, H] d loss / d y_hat
   dz,                // f32 [max_rows, H] d loss / d z
@@ -110,8 +108,7 @@ struct WorkspaceLayout {
     const std::size_t r = static_cast<std::size_t>(s.rank);
     const std::size_t S = static_cast<std::size_t>(l.plan.max_segments);
     const std::size_t f = sizeof(float);
-    const std::size_t plan_bytes =
-        static_cast<std::size_t>(l.plans() * l.plan.size()) * sizeof(std::int32_t);
+    const std::size_t plan_bytes = static_cast<std::size_t>(l.plan.size()) * sizeof(std::int32_t);
     l.carve = Carve<kBuffers>::make({
         plan_bytes,
         plan_bytes,
@@ -144,8 +141,6 @@ struct WorkspaceLayout {
     return l;
   }
 
-  // Step plans per step (WorkspaceBuffer::plan): the rows' plan, then the prior's if any.
-  int plans() const { return shape.prior_plan ? 2 : 1; }
   std::size_t bytes(WorkspaceBuffer b) const { return carve.bytes[static_cast<std::size_t>(b)]; }
   template <class T>
   T* get(void* base, WorkspaceBuffer b) const {

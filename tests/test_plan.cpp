@@ -102,77 +102,25 @@ TEST_CASE("the tile capacity bounds the worst case of one-row segments plus one 
   CHECK(StepPlanView{data.data(), layout}.tiles() == slots - 1 + 2);  // 61 rows: 2 tiles of 32
 }
 
-TEST_CASE(
-    "merge_segments puts every position of a plan in one segment of the prior, in plan order, "
-    "positions unchanged",
-    "[cuda][plan][warm_start]") {
-  const auto [max_rows, slots] = GENERATE(table<int, int>({{1, 1}, {7, 5}, {100, 40}, {256, 3}}));
-  const StepPlanLayout layout = StepPlanLayout::make(max_rows, slots + 1);  // + the prior
-  const int prior = slots;
-  StepPlanBuilder builder(layout, slots + 1);
-  std::mt19937 gen(static_cast<unsigned>(max_rows * 7 + slots));
-  std::vector<std::int32_t> data(static_cast<std::size_t>(layout.size()), -7);
-  std::vector<std::int32_t> merged(data.size(), -9);
-  for (int round = 0; round < 4; ++round) {
-    const int rows = round == 0 ? max_rows : std::uniform_int_distribution<int>(0, max_rows)(gen);
-    std::vector<int> row_slots(static_cast<std::size_t>(rows));
-    for (int& s : row_slots) s = std::uniform_int_distribution<int>(0, slots - 1)(gen);
-    builder.build(row_slots, beta_of(row_slots), data.data());
-    merge_segments({data.data(), layout}, prior, merged.data());
-    INFO("max_rows " << max_rows << ", slots " << slots << ", round " << round << ", rows "
-                     << rows);
-    const StepPlanView plan{data.data(), layout}, m{merged.data(), layout};
-    REQUIRE(m.rows() == rows);
-    REQUIRE(m.segments() == (rows > 0 ? 1 : 0));
-    if (rows > 0) {
-      CHECK(m.segment_slot(0) == prior);
-      CHECK(m.segment_begin(0) == 0);
-      CHECK(m.segment_end(0) == rows);
-    }
-    for (int i = 0; i < rows; ++i) {
-      CHECK(m.row_position(i) == plan.row_position(i));
-      CHECK(m.row_beta(i) == plan.row_beta(i));
-    }
-    // Position p is the p-th row trained in cpu::BankStep::train's order: the plan's segments
-    // one after another, each in its own order.
-    for (int p = 0; p < rows; ++p) {
-      CHECK(m.position_row(p) == plan.position_row(p));
-      CHECK(m.position_segment(p) == 0);
-    }
-    REQUIRE(m.tiles() == (rows + kRowTile - 1) / kRowTile);
-    CHECK(m.tiles() <= layout.max_tiles);
-    for (int t = 0; t < m.tiles(); ++t) {
-      CHECK(m.tile_segment(t) == 0);
-      CHECK(m.tile_begin(t) == t * kRowTile);
-    }
-  }
-}
-
-TEST_CASE("a training schedule's lr decays group slots only, in double rounded once",
-          "[plan][lr_decay]") {
+TEST_CASE("a training schedule's lr decays in double rounded once", "[plan][lr_decay]") {
   ExplorationConfig e;
-  e.warm_start = true;
   e.young_updates = 3;
   e.young_repeat = 2;
   e.lr_decay_updates = 7;
-  const TrainingSchedule s = TrainingSchedule::of(e, 4);
-  CHECK(s.prior_slot == 3);
+  const TrainingSchedule s = TrainingSchedule::of(e);
   CHECK(s.young_passes() == 1);
   const float lr = 1e-3f;
-  CHECK(s.lr(lr, 0, 1) == lr);  // the first update at the full lr
+  CHECK(s.lr(lr, 1) == lr);  // the first update at the full lr
   for (const std::int64_t step : {2, 5, 1000}) {
     INFO("step " << step);
-    CHECK(s.lr(lr, 1, step) == static_cast<float>(static_cast<double>(lr) * 7.0 /
-                                                  (7.0 + static_cast<double>(step - 1))));
-    CHECK(s.lr(lr, 3, step) == lr);  // the prior keeps the constant lr
+    CHECK(s.lr(lr, step) == static_cast<float>(static_cast<double>(lr) * 7.0 /
+                                               (7.0 + static_cast<double>(step - 1))));
   }
-  ExplorationConfig plain;  // no warm start, no young slots (the defaults have both)
-  plain.warm_start = false;
+  ExplorationConfig plain;  // no young slots (the defaults have them)
   plain.young_updates = 0;
-  TrainingSchedule none = TrainingSchedule::of(plain, 4);
-  CHECK(none.prior_slot == -1);
+  TrainingSchedule none = TrainingSchedule::of(plain);
   CHECK(none.young_passes() == 0);
-  CHECK(none.lr(lr, 2, 50) == lr);
+  CHECK(none.lr(lr, 50) == lr);
   none.young_repeat = 4;  // no slot is young while young_updates is 0
   CHECK(none.young_passes() == 0);
 }

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <map>
+#include <utility>
 
 #include "esamp/distiller.hpp"
 #include "esamp/sampler.hpp"
@@ -618,14 +619,6 @@ TEST_CASE("the engine's two mixing points mix where the mode says, and name the 
 }
 
 namespace {
-// The rows of `m` in the order `order` lists them.
-Mat rows_in_order(const Mat& m, const std::vector<int>& order) {
-  Mat out(static_cast<Eigen::Index>(order.size()), m.cols());
-  for (std::size_t i = 0; i < order.size(); ++i)
-    out.row(static_cast<Eigen::Index>(i)) = m.row(order[i]);
-  return out;
-}
-
 bool same_slot(const BankState& a, int slot_a, const BankState& b, int slot_b) {
   for (const auto array :
        {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
@@ -636,8 +629,10 @@ bool same_slot(const BankState& a, int slot_a, const BankState& b, int slot_b) {
 }
 }  // namespace
 
-TEST_CASE("warm start: the prior trains on every row of every step and a new group starts from it",
-          "[sampler][warm_start]") {
+TEST_CASE(
+    "warm start: a trained group's slot becomes the prior when it closes and new groups start from "
+    "it; the prior never trains",
+    "[sampler][warm_start]") {
   ExplorationConfig e = exploration_config();
   e.warm_start = true;
   e.training_threads = GENERATE(1, 2);  // the parts of an update give the same bits
@@ -645,38 +640,51 @@ TEST_CASE("warm start: the prior trains on every row of every step and a new gro
   ExploratorySampler s(kLayers, distiller_config(2), e);
   REQUIRE(s.bank().slots() == 3);
   const int prior = 2;
-  const GroupId a = s.open_group(), b = s.open_group();
+  const BankState fresh(distiller_config(2));
+  const auto params = [](const BankState& bank, int slot) {
+    return bank.slot_array(BankArray::parameters, slot);
+  };
+  const auto same_params = [&](const BankState& a, int slot_a, const BankState& b, int slot_b) {
+    return bit_equal(params(a, slot_a).data(), params(b, slot_b).data(), params(a, slot_a).size());
+  };
+  const auto cleared = [](const BankState& bank, int slot) {
+    for (const auto moment : {BankArray::first_moment, BankArray::second_moment})
+      for (const float m : bank.slot_array(moment, slot))
+        if (m != 0.0f) return false;
+    return bank.updates(slot) == 0;
+  };
+  GroupId a = s.open_group();
+  const GroupId b = s.open_group();
   REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
-  // The prior trains once per step on the rows in plan order (slot a's rows, then slot b's): as a
-  // one-slot bank trained on those rows does, bit for bit.
-  LatentDistiller reference(distiller_config(1));
-  for (std::uint32_t t = 0; t < 3; ++t) {
-    const StepInputs in = random_step(3, 1300 + 3 * t);
-    run_step(s, {a, b, a}, in);
-    const std::vector<int> plan_order = {0, 2, 1};
-    reference.train_step(std::vector<int>(3, 0), cview(rows_in_order(in.source, plan_order)),
-                         cview(rows_in_order(in.target, plan_order)));
-  }
+  for (std::uint32_t t = 0; t < 3; ++t) run_step(s, {a, b, a}, random_step(3, 1300 + 3 * t));
   const Stats st = s.stats();
-  REQUIRE(st.rows_trained == 9);      // a row trains its slot and the prior, counted once
-  REQUIRE(st.slot_updates == 3 * 3);  // two groups' slots and the prior, every step
-  REQUIRE(same_slot(s.bank(), prior, reference.state(), 0));
-  REQUIRE(s.bank().updates(s.slot_of(a)) == 3);
+  REQUIRE(st.rows_trained == 9);
+  REQUIRE(st.slot_updates == 2 * 3);  // the groups' two slots, every step; the prior none
+  BankState before = s.bank();
+  REQUIRE(same_params(before, prior, fresh, 0));
+  REQUIRE(cleared(before, prior));
 
   const int freed = s.slot_of(a);
   s.close_group(a);
-  const GroupId c = s.open_group();
-  REQUIRE(s.slot_of(c) == freed);
-  const BankState now = s.bank(), fresh(distiller_config(2));
-  const Span<const float> started = now.slot_array(BankArray::parameters, freed);
-  REQUIRE(bit_equal(started.data(), now.slot_array(BankArray::parameters, prior).data(),
-                    started.size()));
-  REQUIRE_FALSE(
-      bit_equal(started.data(), fresh.slot_array(BankArray::parameters, 0).data(), started.size()));
-  REQUIRE(now.updates(freed) == 0);
-  for (const auto moment : {BankArray::first_moment, BankArray::second_moment})
-    for (const float m : now.slot_array(moment, freed)) REQUIRE(m == 0.0f);
-  REQUIRE(now.updates(prior) == 3);  // opening and closing groups never touches the prior
+  BankState now = s.bank();
+  REQUIRE(same_params(now, prior, before, freed));  // a's trained parameters, bit for bit
+  REQUIRE_FALSE(same_params(now, prior, fresh, 0));
+  REQUIRE(cleared(now, prior));
+  a = s.open_group();
+  REQUIRE(s.slot_of(a) == freed);
+  now = s.bank();
+  REQUIRE(same_params(now, freed, now, prior));
+  REQUIRE(cleared(now, freed));
+
+  // A group closed before it trained leaves the prior as it was.
+  before = now;
+  s.close_group(a);
+  REQUIRE(same_params(s.bank(), prior, before, prior));
+  a = s.open_group();
+  run_step(s, {b, a}, random_step(2, 1310));
+  before = s.bank();
+  s.close_group(b);
+  REQUIRE(same_params(s.bank(), prior, before, 1));
 }
 
 TEST_CASE("a warm-started bank saved and loaded continues bit for bit, new groups included",
@@ -701,8 +709,8 @@ TEST_CASE("a warm-started bank saved and loaded continues bit for bit, new group
   }
   const BankState bank_a = a.bank(), bank_b = b.bank();
   for (int slot = 0; slot < 3; ++slot) REQUIRE(same_slot(bank_a, slot, bank_b, slot));
-  REQUIRE(a.stats().slot_updates == 6 * 3);
-  REQUIRE(b.stats().slot_updates == 3 * 3);  // counters are the sampler's, not the file's
+  REQUIRE(a.stats().slot_updates == 6 * 2);
+  REQUIRE(b.stats().slot_updates == 3 * 2);  // counters are the sampler's, not the file's
   std::remove(path.c_str());
 }
 
@@ -737,9 +745,10 @@ namespace {
 // CPU backend.
 class CudaLookalike final : public SamplerBackend {
  public:
-  explicit CudaLookalike(const DistillerConfig& c) : bank_(c) {}
+  CudaLookalike(const DistillerConfig& c, std::vector<std::pair<int, int>>& resets)
+      : bank_(c), resets_(resets) {}
   Device device() const override { return Device::cuda; }
-  void reset_slot(int) override {}
+  void reset_slot(int slot, int from) override { resets_.emplace_back(slot, from); }
   void begin_step(Span<const int>, Span<const float>) override {}
   void on_source(const ConstMatrixView&) override {}
   void on_target(const ConstMatrixView&) override {}
@@ -752,12 +761,13 @@ class CudaLookalike final : public SamplerBackend {
 
  private:
   BankState bank_;
+  std::vector<std::pair<int, int>>& resets_;  // (slot, from) of every reset_slot call
 };
 }  // namespace
 
 TEST_CASE(
     "warm start, young repeats and lr decay reach a non-CPU backend like the CPU one, the prior's "
-    "slot included",
+    "slot and its copies included",
     "[sampler][warm_start][young][lr_decay]") {
   ExplorationConfig e = exploration_config();
   e.warm_start = true;
@@ -766,10 +776,11 @@ TEST_CASE(
   e.lr_decay_updates = 4;
   ExplorationConfig seen;
   DistillerConfig bank;
+  std::vector<std::pair<int, int>> resets;
   const BackendFactory lookalike = [&](const DistillerConfig& c, const ExplorationConfig& x) {
     bank = c;
     seen = x;
-    return std::make_unique<CudaLookalike>(c);
+    return std::make_unique<CudaLookalike>(c, resets);
   };
   ExploratorySampler s(kLayers, distiller_config(2), e, lookalike);
   REQUIRE(s.device() == Device::cuda);
@@ -782,18 +793,27 @@ TEST_CASE(
   CHECK(s.slot_of(a) == 0);
   CHECK(s.slot_of(b) == 1);
   REQUIRE_THROWS_WITH(s.open_group(), Contains("the bank is full: all 2 slots are in use"));
+  s.close_group(b);  // never trained: the prior keeps what it has
+  // A step on "device" views (the lookalike reads none of them).
+  float row[kHidden] = {};
+  const ConstMatrixView on_device(row, 1, kHidden, kHidden, DType::f32, Device::cuda);
+  s.begin_step(std::vector<GroupId>{a});
+  s.on_hidden(0, Site::layer_input_normed, on_device);
+  s.on_hidden(kLayers - 1, Site::layer_input_normed, on_device);
+  s.mix_hidden(MatrixView(row, 1, kHidden, kHidden, DType::f32, Device::cuda));
+  s.end_step();
+  s.close_group(a);
+  const std::vector<std::pair<int, int>> expected = {{0, 2}, {1, 2}, {2, 0}};
+  CHECK(resets == expected);  // open: from the prior; close after training: into the prior
 }
 
-TEST_CASE(
-    "with lr_decay_updates d a group's slot with n updates trains at lr · d / (d + n); the prior "
-    "not",
-    "[sampler][lr_decay]") {
+TEST_CASE("with lr_decay_updates d a group's slot with n updates trains at lr · d / (d + n)",
+          "[sampler][lr_decay]") {
   ExplorationConfig e = exploration_config();
   e.lr_decay_updates = 2;
-  e.warm_start = true;
   ExploratorySampler s(kLayers, distiller_config(1), e);
   const GroupId g = s.open_group();
-  BankState group_ref(distiller_config(1)), prior_ref(distiller_config(1));
+  BankState group_ref(distiller_config(1)), constant_ref(distiller_config(1));
   for (std::uint32_t t = 0; t < 4; ++t) {
     const StepInputs in = random_step(3, 1700 + 3 * static_cast<std::uint32_t>(t));
     run_step(s, {g, g, g}, in);
@@ -805,12 +825,11 @@ TEST_CASE(
         group_ref.whole(BankArray::second_moment), group_ref.update_counts()));
     step.train_step(std::vector<int>(3, 0), cview(in.source), cview(in.target));
     group_ref = step.state();
-    LatentDistiller prior(prior_ref);
-    prior.train_step(std::vector<int>(3, 0), cview(in.source), cview(in.target));
-    prior_ref = prior.state();
+    LatentDistiller constant(constant_ref);
+    constant.train_step(std::vector<int>(3, 0), cview(in.source), cview(in.target));
+    constant_ref = constant.state();
   }
   const BankState bank = s.bank();
   REQUIRE(same_slot(bank, s.slot_of(g), group_ref, 0));
-  REQUIRE(same_slot(bank, 1, prior_ref, 0));
-  REQUIRE_FALSE(same_slot(bank, s.slot_of(g), prior_ref, 0));  // the decay did change the update
+  REQUIRE_FALSE(same_slot(bank, s.slot_of(g), constant_ref, 0));  // the decay did change it
 }

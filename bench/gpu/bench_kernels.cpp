@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     distiller.rank = s.rank;
     distiller.slots = s.active_slots;
     distiller.optimizer = s.optimizer;
-    esamp::ExplorationConfig exploration;  // the defaults' schedule: a prior slot, young passes
+    esamp::ExplorationConfig exploration;  // the defaults' schedule: young passes
     exploration.max_rows = s.rows;
     exploration.beta = 0.5f;
     const esamp::DistillerConfig config = esamp::bank_config(distiller, exploration);

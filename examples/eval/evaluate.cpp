@@ -52,7 +52,7 @@ class DiagnosticBackend final : public SamplerBackend {
         target_squares_(Eigen::VectorXd::Zero(bank.hidden_size)) {}
 
   Device device() const override { return inner_.device(); }
-  void reset_slot(int slot) override { inner_.reset_slot(slot); }
+  void reset_slot(int slot, int from) override { inner_.reset_slot(slot, from); }
   void begin_step(Span<const int> row_slots, Span<const float> row_beta) override {
     row_slots_.assign(row_slots.begin(), row_slots.end());
     row_beta_.assign(row_beta.begin(), row_beta.end());

@@ -247,8 +247,8 @@ const std::vector<std::string>& default_curves() {
       // The defaults without the warm start and the young slots' repeated updates (the best
       // settings of bench/results/quality.md's first round).
       "ablation-cold: T=1.25; warm_start=0; young=0; beta=1",
-      // Collaborative exploration, ablated: one independent distiller per sample (no shared
-      // prior), one for every prompt.
+      // Collaborative exploration, ablated: one independent distiller per sample (no warm
+      // start), one for every prompt.
       "ablation-per-sample: T=1.25; sharing=sample; warm_start=0; beta=1",
       "ablation-global: T=1.25; sharing=global; beta=1",
       // The reference implementation's starter settings (candidates after the filters).

@@ -23,8 +23,9 @@ class SamplerBackend {
   virtual ~SamplerBackend() = default;
 
   virtual Device device() const = 0;
-  // Re-initialises a slot (seeded) and clears its optimizer state.
-  virtual void reset_slot(int slot) = 0;
+  // Restarts `slot` from the seeded initialisation (from < 0) or from slot `from`'s parameters,
+  // and clears its optimizer state and update count.
+  virtual void reset_slot(int slot, int from) = 0;
   // Row i of this step's tensors is served by bank slot row_slots[i] and mixed with row_beta[i].
   virtual void begin_step(Span<const int> row_slots, Span<const float> row_beta) = 0;
   // The source rows: predict ŷ with the parameters after the previous step.

@@ -114,16 +114,17 @@ struct ExplorationConfig {
   int warmup_updates = 1;
   Sharing sharing = Sharing::per_group;
   // Warm-started slots (per-group sharing; no effect with global sharing): the bank keeps one more
-  // slot, its last, a prior trained on every row of every step; open_group starts a group's slot
-  // from the prior's parameters, with cleared optimizer state, instead of from the seeded
-  // initialisation.
+  // slot, its last, the prior; close_group copies a group's trained parameters into it, and
+  // open_group starts a new group's slot from the prior's parameters, with cleared optimizer state,
+  // instead of from the seeded initialisation. The prior costs no training of its own: each group
+  // continues from where the last one closed.
   bool warm_start = true;
   // A slot with fewer than young_updates optimizer updates is young: each step updates it
   // young_repeat times on the step's rows, so a new group learns in fewer steps.
   int young_updates = 16;
   int young_repeat = 2;
   // > 0: a group's slot with n updates (since it was opened) trains with lr · d / (d + n), d this
-  // value (an inverse-time decay; any backend; the prior of warm_start keeps DistillerConfig.lr).
+  // value (an inverse-time decay; any backend).
   int lr_decay_updates = 0;
   int max_rows = 256;  // rows per step the workspace is sized for
   bool background_training =

@@ -95,23 +95,22 @@ ESAMP_HOST_DEVICE inline AdamWScale adamw_scale(const OptimizerSettings& s, std:
 }
 
 // What a backend's training step does beyond one update per slot present at DistillerConfig.lr
-// (ExplorationConfig.warm_start, young_updates, young_repeat, lr_decay_updates), for the CPU and
-// the CUDA backend alike.
+// (ExplorationConfig.young_updates, young_repeat, lr_decay_updates), for the CPU and the CUDA
+// backend alike.
 struct TrainingSchedule {
-  int prior_slot = -1;       // >= 0: this slot also trains, once per step, on every row trained
   int young_updates = 0;     // a slot with fewer updates than this is young...
   int young_repeat = 1;      // ...and is updated this many times per step
-  int lr_decay_updates = 0;  // > 0: lr · d / (d + n) for a group slot with n updates
+  int lr_decay_updates = 0;  // > 0: lr · d / (d + n) for a slot with n updates
 
-  static TrainingSchedule of(const ExplorationConfig& e, int slots) {
-    return {e.has_prior() ? slots - 1 : -1, e.young_updates, e.young_repeat, e.lr_decay_updates};
+  static TrainingSchedule of(const ExplorationConfig& e) {
+    return {e.young_updates, e.young_repeat, e.lr_decay_updates};
   }
   // The updates a young slot gets after its first of a step (the CUDA backend runs this many
   // masked passes every step).
   int young_passes() const { return young_updates > 0 ? young_repeat - 1 : 0; }
-  // The lr of `slot`'s update number `step` (from 1), computed in double and rounded once.
-  ESAMP_HOST_DEVICE float lr(float base, int slot, std::int64_t step) const {
-    if (lr_decay_updates <= 0 || slot == prior_slot) return base;
+  // The lr of a slot's update number `step` (from 1), computed in double and rounded once.
+  ESAMP_HOST_DEVICE float lr(float base, std::int64_t step) const {
+    if (lr_decay_updates <= 0) return base;
     const double d = static_cast<double>(lr_decay_updates);
     return static_cast<float>(static_cast<double>(base) * d / (d + static_cast<double>(step - 1)));
   }
@@ -123,7 +122,7 @@ struct Stats {
   std::int64_t rows_trained = 0;            // rows that trained their slot
   std::int64_t rows_mixed = 0;              // rows whose hidden state or logits were mixed
   std::int64_t rows_skipped_nonfinite = 0;  // rows left out: source or target not finite
-  std::int64_t slot_updates = 0;            // optimizer steps, summed over slots (and the prior)
+  std::int64_t slot_updates = 0;            // optimizer steps, summed over slots
   std::int64_t steps_trained = 0;           // steps that updated at least one slot
   double last_loss = 0.0;                   // mean loss of the last step that trained
   double mean_loss = 0.0;                   // mean of that over every step that trained
@@ -268,25 +267,5 @@ class StepPlanBuilder {
   std::vector<int> rows_of_slot_;  // [slots] zero between builds
   std::vector<int> present_;       // slots present this step, ascending
 };
-
-// Writes into `out` (the same layout) the plan `plan` with all of its positions in one segment of
-// slot `slot`, positions unchanged, so the rows gathered for `plan` serve it as they lie: the warm
-// start's prior trains on every row of a step, in plan order (as cpu::BankStep::train does).
-inline void merge_segments(const StepPlanView& plan, int slot, std::int32_t* out) {
-  const StepPlanLayout& l = plan.layout;
-  std::copy_n(plan.data, l.size(), out);
-  const int rows = plan.rows();
-  int tiles = 0;
-  for (int t = 0; t < rows; t += kRowTile, ++tiles) {
-    out[l.tile_segment() + tiles] = 0;
-    out[l.tile_begin() + tiles] = t;
-  }
-  std::fill_n(out + l.position_segment(), rows, 0);
-  out[l.segment_slot()] = slot;
-  out[l.segment_begin()] = 0;
-  out[l.segment_end()] = rows;
-  out[1] = rows > 0 ? 1 : 0;
-  out[2] = tiles;
-}
 
 }  // namespace esamp

@@ -28,7 +28,8 @@ namespace esamp {
 using GroupId = std::int32_t;
 
 // With Sharing::global the bank has one slot whatever DistillerConfig::slots says; with
-// ExplorationConfig::warm_start it has one more, its last, for the prior.
+// ExplorationConfig::warm_start it has one more, its last, for the prior (never trained itself:
+// close_group hands it a group's trained parameters, open_group starts a new group from them).
 inline DistillerConfig bank_config(DistillerConfig config, const ExplorationConfig& exploration) {
   if (exploration.sharing == Sharing::global) config.slots = 1;
   if (exploration.has_prior()) ++config.slots;
@@ -39,6 +40,7 @@ class ExploratorySampler {
   struct Group {
     int slot;
     float beta;
+    bool trained = false;  // had rows in a step (or its slot has updates in a loaded bank)
   };
   template <class Self>
   static auto& find(Self& self, GroupId group) {
@@ -78,7 +80,7 @@ class ExploratorySampler {
   // A new group (the samples of one prompt) with a freshly initialised slot of its own, mixed with
   // exploration strength `beta` (default ExplorationConfig.beta). A full bank is an Error. With
   // global sharing every group shares the one slot, which is never re-initialised; with warm_start
-  // the slot starts from the prior's parameters.
+  // the slot starts from the prior's parameters (those of the last group closed after training).
   GroupId open_group() { return open_group(exploration_.beta); }
   GroupId open_group(float beta) {
     detail::check_beta("open_group: beta", beta);
@@ -90,7 +92,7 @@ class ExploratorySampler {
         throw BankFull(fmt::format(
             "open_group: the bank is full: all {} slots are in use (DistillerConfig.slots)",
             slots));
-      backend_->reset_slot(slot);
+      backend_->reset_slot(slot, prior_slot());
       slot_in_use_[static_cast<std::size_t>(slot)] = 1;
     }
     const GroupId id = next_group_++;
@@ -98,12 +100,15 @@ class ExploratorySampler {
     return id;
   }
 
-  // Frees the group's slot for reuse. Its rows may not appear in later steps.
+  // Frees the group's slot for reuse. Its rows may not appear in later steps. With warm_start a
+  // group that trained hands its slot's parameters to the prior, for the groups opened after.
   void close_group(GroupId group) {
-    const int slot = slot_of(group);
+    const Group closed = find(group);
     if (in_step_ && std::count(step_groups_.begin(), step_groups_.end(), group) > 0)
       fail("close_group({}): the group has rows in the step under way; close it after end_step",
            group);
+    const int slot = closed.slot;
+    if (closed.trained && exploration_.has_prior()) backend_->reset_slot(prior_slot(), slot);
     groups_.erase(group);
     if (exploration_.sharing == Sharing::per_group)
       slot_in_use_[static_cast<std::size_t>(slot)] = 0;
@@ -246,6 +251,7 @@ class ExploratorySampler {
            have_source_ ? "target" : "source", missing.layer, name(missing.site));
     }
     in_step_ = false;
+    for (const GroupId g : step_groups_) find(g).trained = true;
     backend_->end_step();
   }
 
@@ -261,10 +267,15 @@ class ExploratorySampler {
   void save_bank(const std::string& path) { backend_->bank().save(path); }
   void load_bank(const std::string& path) {
     if (in_step_) fail("load_bank: called inside a step (call end_step first)");
-    backend_->set_bank(BankState::read(path, distiller_));
+    const BankState state = BankState::read(path, distiller_);
+    backend_->set_bank(state);
+    for (auto& entry : groups_) entry.second.trained = state.updates(entry.second.slot) > 0;
   }
 
  private:
+  // The warm start's prior: the bank's last slot, or -1 without one.
+  int prior_slot() const { return exploration_.has_prior() ? distiller_.slots - 1 : -1; }
+
   Tap resolved(Tap tap) const {
     return {tap.layer < 0 ? tap.layer + num_layers_ : tap.layer, tap.site};
   }

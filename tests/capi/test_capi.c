@@ -567,15 +567,17 @@ static void test_cuda_create(void) {
   CHECK(strcmp(esamp_status_name(ESAMP_STATUS_UNSUPPORTED), "ESAMP_STATUS_UNSUPPORTED") == 0);
 }
 
-/* The training and mixing options reach the sampler: warm_start also updates the prior, a young
- * slot is updated young_repeat times per step, norm_kept mixing keeps each row's norm. */
+/* The training and mixing options reach the sampler: a young slot is updated young_repeat times
+ * per step, with warm_start a group starts from the last trained group closed, norm_kept mixing
+ * keeps each row's norm. */
 static void test_exploration_options(void) {
   const esamp_distiller_params d = distiller_params(kHidden);
   const struct {
     bool warm_start;
     int32_t young_updates, young_repeat;
     int64_t slot_updates; /* after one step of one group */
-  } cases[] = {{false, 0, 1, 1}, {true, 0, 1, 2}, {false, 4, 3, 3}};
+  } cases[] = {{false, 0, 1, 1}, {true, 0, 1, 1}, {false, 4, 3, 3}};
+  int warm;
   size_t c;
   for (c = 0; c < sizeof cases / sizeof cases[0]; ++c) {
     esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
@@ -596,6 +598,29 @@ static void test_exploration_options(void) {
     stats.struct_size = sizeof stats;
     CHECK_OK(esamp_get_stats(s, &stats));
     CHECK(stats.slot_updates == cases[c].slot_updates);
+    esamp_sampler_destroy(s);
+  }
+  /* The same first step of a group opened after a trained one closed: mixed as the first group's
+   * was with seeded slots, otherwise with the closed group's distiller. */
+  for (warm = 0; warm < 2; ++warm) {
+    esamp_exploration_params e = exploration_params(ESAMP_MIX_LATENT);
+    esamp_sampler* s = NULL;
+    esamp_group g = -1;
+    esamp_group rows[kRows];
+    float first[kRows * kHidden], again[kRows * kHidden];
+    size_t r;
+    e.warm_start = warm == 1;
+    e.warmup_updates = 0; /* mix from a slot's first step */
+    CHECK_OK(esamp_sampler_create(kLayers, &d, &e, &s));
+    if (!s) continue;
+    CHECK_OK(esamp_open_group(s, &g));
+    for (r = 0; r < kRows; ++r) rows[r] = g;
+    latent_step(s, rows, kRows, 70, first);
+    CHECK_OK(esamp_close_group(s, g));
+    CHECK_OK(esamp_open_group(s, &g));
+    for (r = 0; r < kRows; ++r) rows[r] = g;
+    latent_step(s, rows, kRows, 70, again);
+    CHECK((memcmp(first, again, sizeof first) != 0) == (warm == 1));
     esamp_sampler_destroy(s);
   }
   {
@@ -627,8 +652,7 @@ static void test_exploration_options(void) {
 }
 
 /* The defaults: the source is layer 0's normed input, the target the final-normed rows that
- * esamp_before_lm_head hands over itself; a warm-started slot is updated twice per step while
- * young, and the prior once. */
+ * esamp_before_lm_head hands over itself; a slot is updated twice per step while young. */
 static void test_defaults(void) {
   const esamp_distiller_params d = distiller_params(kHidden);
   const esamp_exploration_params e = esamp_default_exploration_params();
@@ -656,7 +680,7 @@ static void test_defaults(void) {
   stats.struct_size = sizeof stats;
   CHECK_OK(esamp_get_stats(s, &stats));
   CHECK(stats.rows_trained == kRows);
-  CHECK(stats.slot_updates == 3); /* the group's slot twice (young), the prior once */
+  CHECK(stats.slot_updates == 2); /* the group's slot twice (young) */
   esamp_sampler_destroy(s);
 }
 

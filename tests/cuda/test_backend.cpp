@@ -275,7 +275,7 @@ TEST_CASE("50 backend steps track the CPU LatentDistiller: parameters, moments, 
 
 TEST_CASE(
     "a captured step replayed 20 times matches 20 eager steps bit for bit, with and without "
-    "a warm start, young repeats and lr decay",
+    "young repeats and lr decay",
     "[gpu][graph]") {
   ESAMP_REQUIRE_GPU();
   const int hidden = 896, rank = 128, rows = 7, slots = 5;
@@ -288,14 +288,13 @@ TEST_CASE(
   ExplorationConfig exploration = plain_exploration();
   exploration.max_rows = rows;
   exploration.beta = 0.4f;
-  // With the schedule: the young repeats' and the prior's passes are in the captured step too.
+  // With the schedule: the young repeats' passes are in the captured step too.
   if (GENERATE(false, true)) {
-    exploration.warm_start = true;  // slot 4 is the prior (the pool below never uses it)
     exploration.young_updates = 3;
     exploration.young_repeat = 2;
     exploration.lr_decay_updates = 5;
   }
-  INFO("warm_start " << exploration.warm_start);
+  INFO("young_updates " << exploration.young_updates);
 
   Stream eager_stream, graph_stream;
   Backend eager(config, exploration, eager_stream.options());
@@ -522,9 +521,10 @@ TEST_CASE("a CUDA sampler mixes each group with its own β and follows set_beta"
 namespace {
 
 // The CPU sampler and the CUDA sampler fed the same 24 steps of 8 rows from three groups; at steps
-// 8 and 16 a group is closed and a new one opened in its slot (warm-started from the prior when
-// exploration.warm_start); make_step makes a row's source or target non-finite now and then. Every
-// step's mixed rows, then the whole bank (the prior's slot included) and the stats must agree.
+// 8 and 16 a group is closed (with exploration.warm_start its slot becomes the prior) and a new one
+// opened in its slot (warm-started from the prior); make_step makes a row's source or target
+// non-finite now and then. Every step's mixed rows, then the whole bank (the prior's slot included)
+// and the stats must agree.
 void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer) {
   constexpr int kLayers = 4, kHidden = 64, kRows = 8, kSteps = 24;
   DistillerConfig distiller;
@@ -606,8 +606,10 @@ void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer
 
 }  // namespace
 
-TEST_CASE("a warm-started CUDA sampler trains the prior and starts new groups from it as the CPU's",
-          "[gpu][sampler][warm_start]") {
+TEST_CASE(
+    "a warm-started CUDA sampler hands closed groups to the prior and starts new groups from it as "
+    "the CPU's",
+    "[gpu][sampler][warm_start]") {
   ESAMP_REQUIRE_GPU();
   ExplorationConfig e = plain_exploration();
   e.warm_start = true;

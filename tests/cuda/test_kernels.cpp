@@ -342,11 +342,10 @@ TEST_CASE(
     "[gpu][optimizer]") {
   ESAMP_REQUIRE_GPU();
   const UpdateRule rule = GENERATE(UpdateRule::adamw, UpdateRule::sgd);
-  // lr decay with slot 3 as the (exempt) prior; a young-only pass: slots with < 3 updates.
+  // lr decay; a young-only pass: slots with < 3 updates.
   const auto [decay, young_only] = GENERATE(table<int, bool>({{0, false}, {3, false}, {0, true}}));
   INFO("lr_decay_updates " << decay << ", young_only " << young_only);
   TrainingSchedule schedule;
-  schedule.prior_slot = 3;
   schedule.young_updates = 3;
   schedule.young_repeat = 2;
   schedule.lr_decay_updates = decay;
@@ -405,7 +404,7 @@ TEST_CASE(
     ++step;
     ++updated;
     OptimizerSettings o = hyper;  // as cpu::BankStep::update_slot
-    o.lr = schedule.lr(hyper.lr, slot, step);
+    o.lr = schedule.lr(hyper.lr, step);
     if (rule == UpdateRule::sgd) {
       cpu::sgd_update(theta_ref.data() + at, gs, l.size(), o.lr);
     } else {

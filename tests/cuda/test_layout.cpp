@@ -53,29 +53,19 @@ TEST_CASE("the workspace layout gives every buffer aligned, disjoint room for it
         base + l.carve.offset[static_cast<std::size_t>(WorkspaceBuffer::y_hat)]);
 }
 
-TEST_CASE(
-    "the workspace holds the prior's plan beside the rows' with a warm start, and y_hat_train only "
-    "when end_step forwards again",
-    "[cuda][workspace]") {
+TEST_CASE("the workspace holds one step plan, and y_hat_train only when end_step forwards again",
+          "[cuda][workspace]") {
   const WorkspaceShape plain{896, 128, 5, 7};
-  WorkspaceShape prior = plain, young = plain;
-  prior.prior_plan = true;
-  prior.train_forward = true;
+  WorkspaceShape young = plain;
   young.train_forward = true;
-  const WorkspaceLayout a = WorkspaceLayout::make(plain), b = WorkspaceLayout::make(prior),
-                        c = WorkspaceLayout::make(young);
+  const WorkspaceLayout a = WorkspaceLayout::make(plain), b = WorkspaceLayout::make(young);
   const std::size_t plan_bytes = static_cast<std::size_t>(a.plan.size()) * 4;
-  CHECK(a.plans() == 1);
-  CHECK(b.plans() == 2);
-  CHECK(c.plans() == 1);
   for (const WorkspaceBuffer buffer : {WorkspaceBuffer::plan, WorkspaceBuffer::plan_stage}) {
     CHECK(a.bytes(buffer) == plan_bytes);
-    CHECK(b.bytes(buffer) == 2 * plan_bytes);
-    CHECK(c.bytes(buffer) == plan_bytes);
+    CHECK(b.bytes(buffer) == plan_bytes);
   }
   CHECK(a.bytes(WorkspaceBuffer::y_hat_train) == 0);
   CHECK(b.bytes(WorkspaceBuffer::y_hat_train) == 7 * 896 * 4);
-  CHECK(c.bytes(WorkspaceBuffer::y_hat_train) == 7 * 896 * 4);
   CHECK(b.bytes(WorkspaceBuffer::segment_settings) == 5 * sizeof(OptimizerSettings));
 }
 

@@ -45,7 +45,7 @@ class RecordingBackend final : public SamplerBackend {
       : inner_(distiller, exploration), recording_(recording) {}
 
   Device device() const override { return inner_.device(); }
-  void reset_slot(int slot) override { inner_.reset_slot(slot); }
+  void reset_slot(int slot, int from) override { inner_.reset_slot(slot, from); }
   void begin_step(Span<const int> row_slots, Span<const float> row_beta) override {
     recording_.row_slots.emplace_back(row_slots.begin(), row_slots.end());
     inner_.begin_step(row_slots, row_beta);

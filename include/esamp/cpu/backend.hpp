@@ -23,7 +23,7 @@ class Backend final : public SamplerBackend {
       : exploration_(exploration),
         bank_(distiller),
         step_(distiller, exploration.max_rows, exploration.training_threads,
-              TrainingSchedule::of(exploration, distiller.slots)) {
+              TrainingSchedule::of(exploration)) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));
@@ -33,12 +33,10 @@ class Backend final : public SamplerBackend {
 
   Device device() const override { return Device::cpu; }
 
-  // With ExplorationConfig.warm_start the slot starts from the prior (the bank's last slot).
-  void reset_slot(int slot) override {
+  void reset_slot(int slot, int from) override {
     wait_for_training();
-    const int prior = step_.schedule().prior_slot;
-    if (prior >= 0) {
-      bank_.reset_from(slot, prior);
+    if (from >= 0) {
+      bank_.reset_from(slot, from);
     } else {
       bank_.reset(slot);
     }

@@ -24,10 +24,9 @@
 namespace esamp::cpu {
 
 struct TrainReport {
-  float loss =
-      0.0f;  // mean over the updated slots (not the prior) of each slot's mean squared error
-  int slots_updated = 0;  // slots updated, the prior not counted
-  int updates = 0;        // optimizer steps: one per updated slot, more while young, the prior's
+  float loss = 0.0f;      // mean over the updated slots of each slot's mean squared error
+  int slots_updated = 0;  // slots updated
+  int updates = 0;        // optimizer steps: one per updated slot, more while young
   std::int64_t rows_trained = 0;
   std::int64_t rows_nonfinite = 0;  // rows left out: source or target not finite
 };
@@ -119,7 +118,6 @@ class BankStep {
   }
   StepPlanView plan_view() const { return {plan_.data(), builder_.layout()}; }
   int rows() const { return plan_[0]; }
-  const TrainingSchedule& schedule() const { return schedule_; }
 
   // Gathers the source rows and predicts each through its slot of `bank`.
   void forward(const BankState& bank, const ConstMatrixView& source) {
@@ -142,7 +140,7 @@ class BankStep {
   }
 
   // Backward against the gathered targets and one optimizer step per slot present (more while a
-  // slot is young, then the prior's; TrainingSchedule). Rows whose source or target is not finite
+  // slot is young; TrainingSchedule). Rows whose source or target is not finite
   // are left out: the finite rows of a segment move to its front, in plan order, and are forwarded
   // again on their own, so the update is bit for bit that of a step without the bad rows (their
   // predictions, already used, are overwritten). A slot left with no row is not updated.
@@ -150,7 +148,6 @@ class BankStep {
     const StepPlanView plan = plan_view();
     TrainReport report;
     double loss_sum = 0.0;
-    int trained = 0;  // the rows trained so far, moved to positions [0, trained) for the prior
     for (int s = 0; s < plan.segments(); ++s) {
       const int begin = plan.segment_begin(s), count = plan.segment_end(s) - begin;
       const int used = keep_finite_rows(begin, count);
@@ -168,12 +165,6 @@ class BankStep {
       }
       report.rows_trained += used;
       ++report.slots_updated;
-      if (schedule_.prior_slot >= 0) trained = move_rows(begin, used, trained);
-    }
-    if (trained > 0) {
-      forward_rows(bank, schedule_.prior_slot, 0, trained);
-      update(bank, schedule_.prior_slot, 0, trained);
-      ++report.updates;
     }
     report.loss = report.slots_updated ? static_cast<float>(loss_sum / report.slots_updated) : 0.0f;
     return report;
@@ -190,13 +181,6 @@ class BankStep {
       move_row(p, kept++);
     }
     return kept - begin;
-  }
-
-  // Moves the source and target rows [begin, begin + count) to [to, to + count), to <= begin;
-  // returns to + count.
-  int move_rows(int begin, int count, int to) {
-    for (int r = 0; r < count; ++r) move_row(begin + r, to + r);
-    return to + count;
   }
 
   // The source and target rows of position `from` to position `to`.
@@ -250,7 +234,7 @@ class BankStep {
     const std::int64_t step = ++bank.slot_updates(slot);
     update_ = {
         bank.slot_data(BankArray::parameters, slot), nullptr, nullptr, settings_, {}, begin, rows};
-    update_.settings.lr = schedule_.lr(settings_.lr, slot, step);
+    update_.settings.lr = schedule_.lr(settings_.lr, step);
     if (config_.optimizer == Optimizer::adamw) {
       update_.m = bank.slot_data(BankArray::first_moment, slot);
       update_.v = bank.slot_data(BankArray::second_moment, slot);
