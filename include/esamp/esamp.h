@@ -119,7 +119,7 @@ typedef struct esamp_exploration_params {
   bool background_training;    /* CPU: end_step trains on a worker thread */
   int32_t training_threads;    /* CPU: threads sharing each training step's update (default 1) */
   esamp_latent_mix latent_mix; /* latent mode only */
-  bool warm_start;             /* per-group sharing: a group starts from the last one closed */
+  bool warm_start;             /* per-group: a group starts from the last trained one closed */
   int32_t young_updates;       /* a slot with fewer updates than this is young... */
   int32_t young_repeat;        /* ...and is updated this many times per step */
   int32_t lr_decay_updates;    /* > 0 decays a group's lr as lr d / (d + n) */
