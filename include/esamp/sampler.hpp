@@ -40,7 +40,6 @@ class ExploratorySampler {
   struct Group {
     int slot;
     float beta;
-    bool trained = false;  // had rows in a step (or its slot has updates in a loaded bank)
   };
   template <class Self>
   static auto& find(Self& self, GroupId group) {
@@ -61,7 +60,8 @@ class ExploratorySampler {
         exploration_((exploration.validate(num_layers), exploration)),
         distiller_((distiller.validate(), bank_config(distiller, exploration))),
         backend_(backend ? backend(distiller_, exploration_) : nullptr),
-        slot_in_use_(static_cast<std::size_t>(distiller.slots), 0) {
+        slot_in_use_(static_cast<std::size_t>(distiller.slots), 0),
+        slot_trained_(slot_in_use_.size(), 0) {
     if (!backend_) fail("ExploratorySampler: the backend factory returned no backend");
     row_slots_.reserve(static_cast<std::size_t>(exploration_.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration_.max_rows));
@@ -94,6 +94,7 @@ class ExploratorySampler {
             slots));
       backend_->reset_slot(slot, prior_slot());
       slot_in_use_[static_cast<std::size_t>(slot)] = 1;
+      slot_trained_[static_cast<std::size_t>(slot)] = 0;
     }
     const GroupId id = next_group_++;
     groups_.emplace(id, Group{slot, beta});
@@ -103,12 +104,12 @@ class ExploratorySampler {
   // Frees the group's slot for reuse. Its rows may not appear in later steps. With warm_start a
   // group that trained hands its slot's parameters to the prior, for the groups opened after.
   void close_group(GroupId group) {
-    const Group closed = find(group);
+    const int slot = slot_of(group);
     if (in_step_ && std::count(step_groups_.begin(), step_groups_.end(), group) > 0)
       fail("close_group({}): the group has rows in the step under way; close it after end_step",
            group);
-    const int slot = closed.slot;
-    if (closed.trained && exploration_.has_prior()) backend_->reset_slot(prior_slot(), slot);
+    if (exploration_.has_prior() && slot_trained_[static_cast<std::size_t>(slot)])
+      backend_->reset_slot(prior_slot(), slot);
     groups_.erase(group);
     if (exploration_.sharing == Sharing::per_group)
       slot_in_use_[static_cast<std::size_t>(slot)] = 0;
@@ -251,7 +252,7 @@ class ExploratorySampler {
            have_source_ ? "target" : "source", missing.layer, name(missing.site));
     }
     in_step_ = false;
-    for (const GroupId g : step_groups_) find(g).trained = true;
+    for (const int slot : row_slots_) slot_trained_[static_cast<std::size_t>(slot)] = 1;
     backend_->end_step();
   }
 
@@ -269,7 +270,8 @@ class ExploratorySampler {
     if (in_step_) fail("load_bank: called inside a step (call end_step first)");
     const BankState state = BankState::read(path, distiller_);
     backend_->set_bank(state);
-    for (auto& entry : groups_) entry.second.trained = state.updates(entry.second.slot) > 0;
+    for (std::size_t slot = 0; slot < slot_trained_.size(); ++slot)
+      slot_trained_[slot] = state.updates(static_cast<int>(slot)) > 0 ? 1 : 0;
   }
 
  private:
@@ -308,6 +310,9 @@ class ExploratorySampler {
   std::unique_ptr<SamplerBackend> backend_;
   std::unordered_map<GroupId, Group> groups_;
   std::vector<std::uint8_t> slot_in_use_;  // [DistillerConfig.slots as given] groups' slots
+  // [as slot_in_use_] the slot had rows in a step since its group opened (or has updates in a
+  // loaded bank): with warm_start, closing its group hands it to the prior.
+  std::vector<std::uint8_t> slot_trained_;
   GroupId next_group_ = 0;
 
   bool in_step_ = false, have_source_ = false, have_target_ = false, mixed_ = false;
