@@ -491,6 +491,24 @@ TEST_CASE("a sampler's bank saved and loaded continues bit for bit", "[sampler][
   std::remove(path.c_str());
 }
 
+// Regression (found by the capi fuzzer): with global sharing the bank has one slot whatever
+// DistillerConfig.slots says, and load_bank read the updates of slots it does not have.
+TEST_CASE("a globally shared bank of a sampler given several slots saves and loads",
+          "[sampler][file]") {
+  ExplorationConfig e = exploration_config();
+  e.sharing = Sharing::global;
+  ExploratorySampler a(kLayers, distiller_config(3), e), b(kLayers, distiller_config(3), e);
+  const std::vector<GroupId> ga = {a.open_group(), a.open_group()};
+  const std::vector<GroupId> gb = {b.open_group(), b.open_group()};
+  for (std::uint32_t t = 0; t < 2; ++t) run_step(a, ga, random_step(2, 1600 + 3 * t));
+  const std::string path = esamp::test::temp_path("global.bank");
+  a.save_bank(path);
+  REQUIRE_NOTHROW(b.load_bank(path));
+  const StepInputs in = random_step(2, 1700);
+  REQUIRE(bit_equal(run_step(a, ga, in), run_step(b, gb, in)));
+  std::remove(path.c_str());
+}
+
 TEST_CASE("a final_normed target is delivered before mixing and trains on the unmixed state",
           "[sampler]") {
   ExplorationConfig e = exploration_config(1.0f);

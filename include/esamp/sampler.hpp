@@ -60,7 +60,8 @@ class ExploratorySampler {
         exploration_((exploration.validate(num_layers), exploration)),
         distiller_((distiller.validate(), bank_config(distiller, exploration))),
         backend_(backend ? backend(distiller_, exploration_) : nullptr),
-        slot_in_use_(static_cast<std::size_t>(distiller.slots), 0),
+        slot_in_use_(
+            static_cast<std::size_t>(distiller_.slots - (exploration_.has_prior() ? 1 : 0)), 0),
         slot_trained_(slot_in_use_.size(), 0) {
     if (!backend_) fail("ExploratorySampler: the backend factory returned no backend");
     row_slots_.reserve(static_cast<std::size_t>(exploration_.max_rows));
@@ -309,7 +310,7 @@ class ExploratorySampler {
   DistillerConfig distiller_;  // as the bank was built (one slot with global sharing, +1 prior)
   std::unique_ptr<SamplerBackend> backend_;
   std::unordered_map<GroupId, Group> groups_;
-  std::vector<std::uint8_t> slot_in_use_;  // [DistillerConfig.slots as given] groups' slots
+  std::vector<std::uint8_t> slot_in_use_;  // [the bank's slots but the prior] groups' slots
   // [as slot_in_use_] the slot had rows in a step since its group opened (or has updates in a
   // loaded bank): with warm_start, closing its group hands it to the prior.
   std::vector<std::uint8_t> slot_trained_;
