@@ -4,13 +4,14 @@
 // prints a Markdown table of medians and ratios (per step pair, and of the total times). Sampling
 // is left out (the same for both). Usage: esamp-bench-overhead-llama-cpp [--model PATH] [--steps N]
 // [--threads N] [--rank R] [--training-threads N] [--background] [--work] [--optimizer adamw|sgd]
-// [--plain-schedule]
+// [--plain-schedule] [--taps-only]
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -45,6 +46,7 @@ struct BenchOptions {
   int training_threads = ExplorationConfig{}.training_threads;
   bool plain_schedule = false;
   bool background = false;
+  bool taps_only = false;
   bool help = false;
 };
 
@@ -86,6 +88,10 @@ BenchOptions parse(int argc, const char* const* argv) {
        [](BenchOptions& o, auto option, const std::string& v) {
          o.training_threads = parse_int(option, v, 1, 256);
        }},
+      {"--taps-only", "",
+       "instead of esamp: an eval callback that copies the adapter's tapped tensors out and "
+       "result_norm back, and nothing else (the transport's cost: graph breaks, copies)",
+       [](BenchOptions& o, auto, auto&) { o.taps_only = true; }},
   };
   table.push_back({"--help", "", "this text", [](BenchOptions& o, auto, auto&) { o.help = true; }});
   parse_command_line(argc, argv, table, options);
@@ -113,6 +119,28 @@ ExplorationConfig exploration_of(const BenchOptions& o, int rows) {
   }
   return e;
 }
+
+// --taps-only: what the adapter moves, without esamp. An eval callback asking for the tensors the
+// adapter asks for with the defaults (layer 0's attn_norm and result_norm), copying each out with
+// ggml_backend_tensor_get and result_norm back with ggml_backend_tensor_set.
+struct TapCopier {
+  std::vector<float> rows;
+
+  static bool wanted(const ggml_tensor* tensor) {
+    return std::strcmp(tensor->name, "attn_norm-0") == 0 ||
+           std::strcmp(tensor->name, "result_norm") == 0;
+  }
+  static bool on_eval(ggml_tensor* tensor, bool ask, void* user_data) {
+    if (ask || !wanted(tensor)) return ask ? wanted(tensor) : true;
+    auto& rows = static_cast<TapCopier*>(user_data)->rows;
+    const std::size_t bytes = ggml_nbytes(tensor);
+    rows.resize(bytes / sizeof(float));
+    ggml_backend_tensor_get(tensor, rows.data(), 0, bytes);
+    if (std::strcmp(tensor->name, "result_norm") == 0)
+      ggml_backend_tensor_set(tensor, rows.data(), 0, bytes);
+    return true;
+  }
+};
 
 double quantile(std::vector<double> values, double q) {
   std::sort(values.begin(), values.end());
@@ -217,7 +245,10 @@ int run(int argc, const char* const* argv) {
       "model {}: hidden {}, {} layers; rank {}; {}; {} measured steps after {} untimed (one, and a "
       "new slot's young steps)\n\n",
       options.model_path, hidden, layers, options.rank,
-      options.plain_schedule ? "plain schedule" : "the defaults", options.steps,
+      options.taps_only ? "taps only, no esamp (the esamp column)"
+      : options.plain_schedule ? "plain schedule"
+                               : "the defaults",
+      options.steps,
       warmup_steps(exploration_of(options, 1)));
   fmt::print(
       "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
@@ -233,10 +264,18 @@ int run(int argc, const char* const* argv) {
     const llama_context_params params =
         context_params({rows, prompt_length + warmup + options.steps, options.threads});
     Adapter adapter(model.get(), sampler);
-    llama_context* esamp_context = adapter.init_context(params);
-    const std::unique_ptr<llama_context, void (*)(llama_context*)> plain_context(
-        llama_init_from_model(model.get(), params), llama_free);
-    if (!plain_context) fail("llama_init_from_model failed");
+    TapCopier copier;
+    llama_context_params copier_params = params;
+    copier_params.cb_eval = TapCopier::on_eval;
+    copier_params.cb_eval_user_data = &copier;
+    using ContextPtr = std::unique_ptr<llama_context, void (*)(llama_context*)>;
+    const ContextPtr copier_context(
+        options.taps_only ? llama_init_from_model(model.get(), copier_params) : nullptr,
+        llama_free);
+    llama_context* esamp_context =
+        options.taps_only ? copier_context.get() : adapter.init_context(params);
+    const ContextPtr plain_context(llama_init_from_model(model.get(), params), llama_free);
+    if (!plain_context || !esamp_context) fail("llama_init_from_model failed");
 
     std::vector<llama_seq_id> sequences(static_cast<std::size_t>(rows));
     for (int s = 0; s < rows; ++s) sequences[static_cast<std::size_t>(s)] = s;
@@ -262,7 +301,12 @@ int run(int argc, const char* const* argv) {
         plain_seconds = seconds_of([&] { llama_decode(plain_context.get(), step.get()); });
       };
       const auto time_esamp = [&] {
-        esamp_seconds = seconds_of([&] { adapter.decode(step.get()); });
+        esamp_seconds = seconds_of([&] {
+          if (options.taps_only)
+            llama_decode(esamp_context, step.get());
+          else
+            adapter.decode(step.get());
+        });
       };
       // Adjacent steps of the two, alternating which goes first, see the same machine load.
       if (k % 2 == 0) {
