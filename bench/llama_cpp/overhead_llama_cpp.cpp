@@ -245,11 +245,10 @@ int run(int argc, const char* const* argv) {
       "model {}: hidden {}, {} layers; rank {}; {}; {} measured steps after {} untimed (one, and a "
       "new slot's young steps)\n\n",
       options.model_path, hidden, layers, options.rank,
-      options.taps_only ? "taps only, no esamp (the esamp column)"
+      options.taps_only        ? "taps only, no esamp (the esamp column)"
       : options.plain_schedule ? "plain schedule"
                                : "the defaults",
-      options.steps,
-      warmup_steps(exploration_of(options, 1)));
+      options.steps, warmup_steps(exploration_of(options, 1)));
   fmt::print(
       "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
       "[quartiles] | esamp / plain (total time) |\n|---:|---:|---:|---:|---:|---:|\n");
