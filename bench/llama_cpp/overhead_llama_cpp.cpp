@@ -121,23 +121,24 @@ ExplorationConfig exploration_of(const BenchOptions& o, int rows) {
 }
 
 // --taps-only: what the adapter moves, without esamp. An eval callback asking for the tensors the
-// adapter asks for with the defaults (layer 0's attn_norm and result_norm), copying each out with
-// ggml_backend_tensor_get and result_norm back with ggml_backend_tensor_set.
+// adapter asks for, copying each out with ggml_backend_tensor_get and result_norm back with
+// ggml_backend_tensor_set.
 struct TapCopier {
+  std::array<std::string, 3> names;  // the adapter's source and target taps, and result_norm
   std::vector<float> rows;
 
-  static bool wanted(const ggml_tensor* tensor) {
-    return std::strcmp(tensor->name, "attn_norm-0") == 0 ||
-           std::strcmp(tensor->name, "result_norm") == 0;
+  bool wanted(const ggml_tensor* tensor) const {
+    return std::find(names.begin(), names.end(), tensor->name) != names.end();
   }
   static bool on_eval(ggml_tensor* tensor, bool ask, void* user_data) {
-    if (ask || !wanted(tensor)) return ask ? wanted(tensor) : true;
-    auto& rows = static_cast<TapCopier*>(user_data)->rows;
+    auto& self = *static_cast<TapCopier*>(user_data);
+    if (ask) return self.wanted(tensor);
+    if (!self.wanted(tensor)) return true;
     const std::size_t bytes = ggml_nbytes(tensor);
-    rows.resize(bytes / sizeof(float));
-    ggml_backend_tensor_get(tensor, rows.data(), 0, bytes);
+    self.rows.resize(bytes / sizeof(float));
+    ggml_backend_tensor_get(tensor, self.rows.data(), 0, bytes);
     if (std::strcmp(tensor->name, "result_norm") == 0)
-      ggml_backend_tensor_set(tensor, rows.data(), 0, bytes);
+      ggml_backend_tensor_set(tensor, self.rows.data(), 0, bytes);
     return true;
   }
 };
@@ -263,7 +264,7 @@ int run(int argc, const char* const* argv) {
     const llama_context_params params =
         context_params({rows, prompt_length + warmup + options.steps, options.threads});
     Adapter adapter(model.get(), sampler);
-    TapCopier copier;
+    TapCopier copier{{adapter.source_tensor(), adapter.target_tensor(), "result_norm"}, {}};
     llama_context_params copier_params = params;
     copier_params.cb_eval = TapCopier::on_eval;
     copier_params.cb_eval_user_data = &copier;

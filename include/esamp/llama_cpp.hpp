@@ -35,6 +35,10 @@ class Adapter {
   llama_context* init_context(llama_context_params params);
   llama_context* context() const { return context_.get(); }
   ExploratorySampler& sampler() const { return sampler_; }
+  // The graph nodes of the taps the callback asks for in a step (the target is result_norm for a
+  // final_normed target); it also asks for result_norm, which it rewrites.
+  const std::string& source_tensor() const { return source_name_; }
+  const std::string& target_tensor() const { return target_name_; }
 
   // A new esamp group (the samples of one prompt) whose rows are the tokens of `sequences`.
   GroupId open_group(Span<const llama_seq_id> sequences);
