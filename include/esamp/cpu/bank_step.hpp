@@ -1,7 +1,8 @@
 // One decode step of a bank on the CPU, in the order the CUDA backend runs it (DESIGN.md §2): the
 // step plan groups the rows by slot, gather_rows converts each tapped row once into fp32 scratch
 // in plan order with a finite flag (the twin of the CUDA GatherRows), the forward runs per segment,
-// and train() runs the backward and one optimizer step per trained slot. All scratch is sized for
+// and train() runs the backward and one optimizer step per trained slot, both with subnormal floats
+// flushed to zero (FlushSubnormals). All scratch is sized for
 // max_rows at construction, so no call allocates. Trusts its caller: the front end (sampler.hpp) or
 // LatentDistiller has checked every argument.
 #pragma once
@@ -17,6 +18,7 @@
 #include "esamp/config.hpp"
 #include "esamp/core.hpp"
 #include "esamp/cpu/distiller_math.hpp"
+#include "esamp/cpu/flush_subnormals.hpp"
 #include "esamp/detail/background_worker.hpp"
 #include "esamp/span.hpp"
 #include "esamp/tensor.hpp"
@@ -108,8 +110,10 @@ class BankStep {
     scratch_.resize(max_rows, layout_.hidden, layout_.rank);
     for (Part& part : parts_) part.resize(layout_.hidden, layout_.rank);
     for (std::size_t t = 1; t < parts_.size(); ++t)
-      workers_.push_back(
-          std::make_unique<esamp::detail::BackgroundWorker>([this, t] { update_part(t); }));
+      workers_.push_back(std::make_unique<esamp::detail::BackgroundWorker>([this, t] {
+        const FlushSubnormals flush;
+        update_part(t);
+      }));
   }
 
   // Plans a step: input row i belongs to slot row_slots[i] and explores with row_beta[i].
@@ -121,6 +125,7 @@ class BankStep {
 
   // Gathers the source rows and predicts each through its slot of `bank`.
   void forward(const BankState& bank, const ConstMatrixView& source) {
+    const FlushSubnormals flush;
     const StepPlanView plan = plan_view();
     gather_rows(source, plan, act_.x, source_finite_.data());
     for (int s = 0; s < plan.segments(); ++s)
@@ -145,6 +150,7 @@ class BankStep {
   // again on their own, so the update is bit for bit that of a step without the bad rows (their
   // predictions, already used, are overwritten). A slot left with no row is not updated.
   TrainReport train(BankState& bank) {
+    const FlushSubnormals flush;
     const StepPlanView plan = plan_view();
     TrainReport report;
     double loss_sum = 0.0;
