@@ -208,6 +208,38 @@ TEST_CASE("training treats subnormal floats as zero and leaves the caller's floa
 }
 #endif
 
+TEST_CASE("the AdamW step over an array is adamw_element on each parameter, bit for bit",
+          "[distiller][optimizer]") {
+  // Lengths around the vector width, random moments (v >= 0, some exactly 0) and gradients (some
+  // 0): the vector form's square root and division must be the exact ones (an rsqrt estimate
+  // would differ in the last bits), and its tail must be handled.
+  const std::int64_t n = GENERATE(1, 3, 4, 5, 8, 1027);
+  INFO("n = " << n);
+  std::mt19937 random(static_cast<std::uint32_t>(n));
+  std::normal_distribution<float> normal;
+  std::vector<float> theta(static_cast<std::size_t>(n)), m(theta.size()), v(theta.size()),
+      grad(theta.size());
+  for (std::size_t i = 0; i < theta.size(); ++i) {
+    theta[i] = 0.05f * normal(random);
+    m[i] = 1e-3f * normal(random);
+    v[i] = i % 7 == 0 ? 0.0f : std::fabs(1e-5f * normal(random));
+    grad[i] = i % 5 == 0 ? 0.0f : 1e-2f * normal(random);
+  }
+  OptimizerSettings settings;
+  settings.lr = 1e-2f;
+  for (const std::int64_t step : {1, 2, 50}) {
+    const AdamWScale scale = adamw_scale(settings, step);
+    std::vector<float> theta_ref = theta, m_ref = m, v_ref = v;
+    const cpu::detail::AdamWConstants k(settings, scale);
+    for (std::size_t i = 0; i < theta.size(); ++i)
+      cpu::detail::adamw_element(theta_ref[i], m_ref[i], v_ref[i], grad[i], k);
+    cpu::adamw_update(theta.data(), m.data(), v.data(), grad.data(), n, settings, scale);
+    CHECK(bit_equal(theta.data(), theta_ref.data(), theta.size()));
+    CHECK(bit_equal(m.data(), m_ref.data(), m.size()));
+    CHECK(bit_equal(v.data(), v_ref.data(), v.size()));
+  }
+}
+
 TEST_CASE("three AdamW updates equal a hand-written reference", "[distiller][optimizer]") {
   LatentDistiller d(small_config(1));
   const Mat x = random_matrix(4, 12, 10), y = random_matrix(4, 12, 11);
