@@ -2,9 +2,9 @@
 // step plan groups the rows by slot, gather_rows converts each tapped row once into fp32 scratch
 // in plan order with a finite flag (the twin of the CUDA GatherRows), the forward runs per segment,
 // and train() runs the backward and one optimizer step per trained slot, both with subnormal floats
-// flushed to zero (FlushSubnormals). All scratch is sized for
-// max_rows at construction, so no call allocates. Trusts its caller: the front end (sampler.hpp) or
-// LatentDistiller has checked every argument.
+// flushed to zero (FlushSubnormals). All scratch is sized for max_rows at construction, so no call
+// allocates. Trusts its caller: the front end (sampler.hpp) or LatentDistiller has checked every
+// argument.
 #pragma once
 
 #include <algorithm>
