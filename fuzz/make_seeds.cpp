@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,16 +12,7 @@
 #include "esamp/detail/binary_file.hpp"
 #include "esamp/error.hpp"
 
-namespace {
-
-void write(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  if (!out) esamp::fail("{}: write failed", path.string());
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -45,13 +35,14 @@ int main(int argc, char** argv) {
       bytes.push_back(shape);
       char name[16];
       std::snprintf(name, sizeof name, "shape_%02x", shape);
-      write(root / "bank" / name, bytes);
+      esamp::detail::write_file_atomically((root / "bank" / name).string(), bytes);
     }
     std::mt19937 random(12);
     for (const std::size_t size : {64, 256, 1024, 4096}) {
       std::vector<std::uint8_t> program(size);
       for (auto& byte : program) byte = static_cast<std::uint8_t>(random());
-      write(root / "capi" / ("random_" + std::to_string(size)), program);
+      esamp::detail::write_file_atomically(
+          (root / "capi" / ("random_" + std::to_string(size))).string(), program);
     }
   } catch (const std::exception& error) {
     std::fprintf(stderr, "%s\n", error.what());

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "esamp/config.hpp"
+#include "esamp/core.hpp"
 
 using Catch::Matchers::Contains;
 using esamp::DistillerConfig;
@@ -184,4 +185,15 @@ TEST_CASE("warm_start keeps a prior with per-group sharing only", "[config]") {
   e.sharing = esamp::Sharing::per_group;
   e.warm_start = false;
   CHECK_FALSE(e.has_prior());
+}
+
+TEST_CASE("update_bytes counts the forward's read, the backward's read of B and the update",
+          "[config]") {
+  DistillerConfig config;
+  config.hidden_size = 2048;
+  config.rank = 128;
+  // A slot: 3 H r + r + 2 H = 790656 floats; B: H r = 262144.
+  CHECK(esamp::update_bytes(config) == 4 * (790656 + 262144 + 2 * 3 * 790656));  // AdamW: p, m, v
+  config.optimizer = esamp::Optimizer::sgd;
+  CHECK(esamp::update_bytes(config) == 4 * (790656 + 262144 + 2 * 790656));  // SGD: p only
 }

@@ -1,21 +1,24 @@
 // esamp-bench-overhead-llama-cpp: tokens/s of llama.cpp decode steps through
 // esamp::llama_cpp::Adapter (the library's defaults) against plain llama_decode on a second
 // context with the same settings, one process, steps interleaved pairwise, rows in {1, 4, 16};
-// prints a Markdown table of medians and ratios (per step pair, and of the total times). Sampling
+// prints a Markdown table of medians and ratios (per step pair, and of the total times) beside
+// esamp's floor, the bytes its step must move at the engine's bandwidth (DESIGN.md §6). Sampling
 // is left out (the same for both). Usage: esamp-bench-overhead-llama-cpp [--model PATH] [--steps N]
 // [--threads N] [--rank R] [--training-threads N] [--background] [--work] [--optimizer adamw|sgd]
 // [--plain-schedule] [--taps-only]
 #include <fmt/format.h>
+#include <gguf.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "generate/option_values.hpp"
@@ -26,6 +29,8 @@ namespace esamp::llama_cpp {
 namespace {
 
 constexpr std::array<int, 3> kRowCounts = {1, 4, 16};
+static_assert(kRowCounts[0] == 1,
+              "the floor's bandwidth comes from the 1-row steps, measured first");
 
 // Untimed steps before the measured ones: one, and the steps in which a new group's slot is young
 // (ExplorationConfig.young_updates: more than one update per step), so that the figures are of the
@@ -124,11 +129,13 @@ ExplorationConfig exploration_of(const BenchOptions& o, int rows) {
 // adapter asks for, copying each out with ggml_backend_tensor_get and result_norm back with
 // ggml_backend_tensor_set.
 struct TapCopier {
-  std::array<std::string, 3> names;  // the adapter's source and target taps, and result_norm
+  static constexpr std::string_view kFinal = "result_norm";  // copied back: the LM head's input
+  std::array<std::string, 2> taps;                           // the adapter's source and target taps
   std::vector<float> rows;
 
   bool wanted(const ggml_tensor* tensor) const {
-    return std::find(names.begin(), names.end(), tensor->name) != names.end();
+    return tensor->name == kFinal ||
+           std::find(taps.begin(), taps.end(), tensor->name) != taps.end();
   }
   static bool on_eval(ggml_tensor* tensor, bool ask, void* user_data) {
     auto& self = *static_cast<TapCopier*>(user_data);
@@ -137,8 +144,7 @@ struct TapCopier {
     const std::size_t bytes = ggml_nbytes(tensor);
     self.rows.resize(bytes / sizeof(float));
     ggml_backend_tensor_get(tensor, self.rows.data(), 0, bytes);
-    if (std::strcmp(tensor->name, "result_norm") == 0)
-      ggml_backend_tensor_set(tensor, self.rows.data(), 0, bytes);
+    if (tensor->name == kFinal) ggml_backend_tensor_set(tensor, self.rows.data(), 0, bytes);
     return true;
   }
 };
@@ -149,6 +155,30 @@ double quantile(std::vector<double> values, double q) {
   const auto below = static_cast<std::size_t>(at);
   const std::size_t above = std::min(below + 1, values.size() - 1);
   return values[below] + (at - static_cast<double>(below)) * (values[above] - values[below]);
+}
+
+// A distribution-free 95% interval of the median of `values` (order statistics, the binomial's
+// normal approximation); the whole range below 8 values.
+std::pair<double, double> median_interval(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const double n = static_cast<double>(values.size());
+  const auto k = static_cast<std::size_t>(std::max(0.0, std::floor(n / 2 - 0.98 * std::sqrt(n))));
+  return {values[k], values[values.size() - 1 - k]};
+}
+
+// The bytes of weights a decode step reads: every tensor of the model, less the token embedding
+// table when the model has an output matrix of its own (a step then reads one row of the table per
+// token; otherwise the table is the LM head, read whole).
+double step_weight_bytes(const llama_model* model, const std::string& path) {
+  const std::unique_ptr<gguf_context, void (*)(gguf_context*)> gguf(
+      gguf_init_from_file(path.c_str(), {/*no_alloc=*/true, /*ctx=*/nullptr}), gguf_free);
+  if (!gguf) fail("cannot read the GGUF tensor table of {}", path);
+  const std::int64_t embedding = gguf_find_tensor(gguf.get(), "token_embd.weight");
+  const bool tied = gguf_find_tensor(gguf.get(), "output.weight") < 0;
+  const double unread = embedding >= 0 && !tied
+                            ? static_cast<double>(gguf_get_tensor_size(gguf.get(), embedding))
+                            : 0.0;
+  return static_cast<double>(llama_model_size(model)) - unread;
 }
 
 double seconds_of(const std::function<void()>& work) {
@@ -250,9 +280,23 @@ int run(int argc, const char* const* argv) {
       : options.plain_schedule ? "plain schedule"
                                : "the defaults",
       options.steps, warmup_steps(exploration_of(options, 1)));
+  // esamp's floor (DESIGN.md §6): the bytes its step must move (one slot trained per step here)
+  // at the memory bandwidth a plain 1-row step reaches, the most memory-bound of the row counts.
+  const double weight_bytes = step_weight_bytes(model.get(), options.model_path);
+  DistillerConfig floor_config;
+  floor_config.hidden_size = hidden;
+  floor_config.rank = options.rank;
+  floor_config.optimizer = options.optimizer;
+  const auto esamp_bytes = static_cast<double>(update_bytes(floor_config));
+  double bandwidth = 0.0;  // bytes per second, from the 1-row plain steps
+  fmt::print(
+      "esamp's floor: {:.1f} MB per step against {:.0f} MB of weights per step, at the bandwidth "
+      "of the plain 1-row steps\n\n",
+      esamp_bytes / 1e6, weight_bytes / 1e6);
   fmt::print(
       "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
-      "[quartiles] | esamp / plain (total time) |\n|---:|---:|---:|---:|---:|---:|\n");
+      "[95% interval] | esamp / plain (total time) | esamp's floor, ms | ratio at the floor "
+      "|\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const int rows : kRowCounts) {
     DistillerConfig distiller;
     distiller.hidden_size = hidden;
@@ -264,7 +308,7 @@ int run(int argc, const char* const* argv) {
     const llama_context_params params =
         context_params({rows, prompt_length + warmup + options.steps, options.threads});
     Adapter adapter(model.get(), sampler);
-    TapCopier copier{{adapter.source_tensor(), adapter.target_tensor(), "result_norm"}, {}};
+    TapCopier copier{{adapter.source_tensor(), adapter.target_tensor()}, {}};
     llama_context_params copier_params = params;
     copier_params.cb_eval = TapCopier::on_eval;
     copier_params.cb_eval_user_data = &copier;
@@ -325,9 +369,14 @@ int run(int argc, const char* const* argv) {
     }
     adapter.close_group(group);
     const double p = quantile(plain_rates, 0.5), e = quantile(esamp_rates, 0.5);
-    fmt::print("| {} | {:.2f} | {:.2f} | {:.3f} | {:.3f} [{:.3f}, {:.3f}] | {:.3f} |\n", rows, p, e,
-               e / p, quantile(paired, 0.5), quantile(paired, 0.25), quantile(paired, 0.75),
-               plain_total / esamp_total);
+    const double plain_step = rows / p;  // seconds
+    if (bandwidth == 0.0) bandwidth = weight_bytes / plain_step;
+    const double floor_seconds = esamp_bytes / bandwidth;
+    const auto [low, high] = median_interval(paired);
+    fmt::print(
+        "| {} | {:.2f} | {:.2f} | {:.3f} | {:.3f} [{:.3f}, {:.3f}] | {:.3f} | {:.2f} | {:.3f} |\n",
+        rows, p, e, e / p, quantile(paired, 0.5), low, high, plain_total / esamp_total,
+        1e3 * floor_seconds, plain_step / (plain_step + floor_seconds));
     std::fflush(stdout);
   }
   return 0;

@@ -191,14 +191,25 @@ void WordPieceTokenizer::append_word(const std::u32string& word, std::vector<int
     ids.push_back(unk_id_);
     return;
   }
+  // The word in UTF-8 once, with each character's byte offset (and the end's): a candidate piece
+  // is then one substring, not its characters encoded again.
+  std::string utf8;
+  std::vector<std::size_t> at;
+  at.reserve(word.size() + 1);
+  for (const char32_t c : word) {
+    at.push_back(utf8.size());
+    unicode::append_utf8(c, utf8);
+  }
+  at.push_back(utf8.size());
   const std::size_t first_id = ids.size();
   std::string piece;
   for (std::size_t start = 0; start < word.size();) {
     std::size_t end = word.size();
     int found = -1;
     for (; end > start; --end) {
-      piece = start > 0 ? continuation_prefix_ : std::string();
-      for (std::size_t k = start; k < end; ++k) unicode::append_utf8(word[k], piece);
+      piece.clear();
+      if (start > 0) piece += continuation_prefix_;
+      piece.append(utf8, at[start], at[end] - at[start]);
       auto it = vocab_.find(piece);
       if (it != vocab_.end()) {
         found = it->second;

@@ -38,6 +38,17 @@ struct ParameterLayout {
   ESAMP_HOST_DEVICE constexpr std::int64_t vector_size() const { return size() - offset_b(); }
 };
 
+// The fewest bytes one optimizer update of a slot moves through memory (DESIGN.md §6): the
+// forward reads the parameters, the backward reads B again, and the update reads and writes the
+// parameters and, with AdamW, both moments (the CPU path forms each gradient block in cache).
+// Over the memory's bandwidth it is the floor of esamp's cost per slot trained in a step.
+inline std::int64_t update_bytes(const DistillerConfig& config) {
+  const ParameterLayout l{config.hidden_size, config.rank};
+  const std::int64_t updated_arrays = config.optimizer == Optimizer::adamw ? 3 : 1;
+  return static_cast<std::int64_t>(sizeof(float)) *
+         (l.size() + l.rank * l.hidden + 2 * updated_arrays * l.size());
+}
+
 // A reproducible standard normal for draw `index` of stream `seed`: splitmix64 then Box-Muller.
 inline double seeded_normal(std::uint64_t seed, std::uint64_t index) {
   const auto mix = [](std::uint64_t z) {

@@ -6,25 +6,18 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "embed/safetensors.hpp"
 #include "embed/wordpiece.hpp"
+#include "esamp/detail/binary_file.hpp"
 #include "esamp/error.hpp"
 
 namespace {
 
 using nlohmann::json;
-
-void write(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  if (!out) esamp::fail("{}: write failed", path.string());
-}
 
 struct Tensor {
   const char* name;
@@ -119,7 +112,8 @@ int main(int argc, char** argv) {
     for (const char* folder : {"safetensors", "tokenizer_json"})
       std::filesystem::create_directories(root / folder);
     const auto st = [&](const char* name, const std::vector<Tensor>& tensors) {
-      write(root / "safetensors" / name, safetensors(tensors));
+      esamp::detail::write_file_atomically((root / "safetensors" / name).string(),
+                                           safetensors(tensors));
     };
     st("f32_two", {{"a", "F32", {2, 3}, 4}, {"b", "F32", {2}, 4}});
     st("mixed_dtypes", {{"h", "F16", {2, 2}, 2},
@@ -130,7 +124,7 @@ int main(int argc, char** argv) {
     st("scalar_and_empty", {{"s", "F32", {}, 4}, {"e", "F32", {0, 4}, 4}, {"u", "U8", {3}, 1}});
 
     const auto tj = [&](const char* name, std::vector<std::uint8_t> bytes) {
-      write(root / "tokenizer_json" / name, bytes);
+      esamp::detail::write_file_atomically((root / "tokenizer_json" / name).string(), bytes);
     };
     tj("bert_lowercase", tokenizer_input(true, nullptr, true, true,
                                          "Playing CAF\xC3\x89 \xE4\xB8\xAD [SEP]the played!"));

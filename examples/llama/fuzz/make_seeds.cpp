@@ -6,11 +6,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "esamp/detail/binary_file.hpp"
 #include "esamp/error.hpp"
 #include "llama/gguf_writer.hpp"
 #include "llama/model.hpp"
@@ -18,13 +18,6 @@
 namespace {
 
 using namespace esamp::llama;
-
-void write(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  if (!out) esamp::fail("{}: write failed", path.string());
-}
 
 template <class T>
 void append(std::vector<std::uint8_t>& out, T value) {
@@ -105,9 +98,12 @@ int main(int argc, char** argv) {
     const std::pair<const char*, GgmlType> types[] = {
         {"f32", GgmlType::f32}, {"f16", GgmlType::f16}, {"bf16", GgmlType::bf16}};
     for (const auto& [name, type] : types)
-      write(root / "gguf" / (std::string("tiny_") + name + ".gguf"), to_gguf(model, type));
-    write(root / "llama2c" / "tiny_shared.bin", llama2c_input(model, true));
-    write(root / "llama2c" / "tiny_separate.bin", llama2c_input(model, false));
+      esamp::detail::write_file_atomically(
+          (root / "gguf" / (std::string("tiny_") + name + ".gguf")).string(), to_gguf(model, type));
+    esamp::detail::write_file_atomically((root / "llama2c" / "tiny_shared.bin").string(),
+                                         llama2c_input(model, true));
+    esamp::detail::write_file_atomically((root / "llama2c" / "tiny_separate.bin").string(),
+                                         llama2c_input(model, false));
     // Tokenizer inputs: the text, then the flags the fuzzer reads from the end (last byte even:
     // the fixed vocabulary).
     using namespace std::string_view_literals;
@@ -118,8 +114,9 @@ int main(int argc, char** argv) {
                                       "a\0\0\x80?\x02\x03\x01"sv};
     int n = 0;
     for (const std::string_view text : texts)
-      write(root / "tokenizer" / ("text" + std::to_string(n++)),
-            std::vector<std::uint8_t>(text.begin(), text.end()));
+      esamp::detail::write_file_atomically(
+          (root / "tokenizer" / ("text" + std::to_string(n++))).string(),
+          std::vector<std::uint8_t>(text.begin(), text.end()));
   } catch (const std::exception& error) {
     std::fprintf(stderr, "%s\n", error.what());
     return 1;

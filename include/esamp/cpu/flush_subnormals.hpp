@@ -11,7 +11,7 @@
 // architectures it does nothing.
 #pragma once
 
-#if defined(__SSE2__) || defined(_M_X64)
+#ifdef __SSE2__
 #include <xmmintrin.h>
 #define ESAMP_HAVE_MXCSR 1
 #endif
