@@ -230,9 +230,8 @@ TEST_CASE("the AdamW step over an array is adamw_element on each parameter, bit 
   for (const std::int64_t step : {1, 2, 50}) {
     const AdamWScale scale = adamw_scale(settings, step);
     std::vector<float> theta_ref = theta, m_ref = m, v_ref = v;
-    const cpu::detail::AdamWConstants k(settings, scale);
-    for (std::size_t i = 0; i < theta.size(); ++i)
-      cpu::detail::adamw_element(theta_ref[i], m_ref[i], v_ref[i], grad[i], k);
+    cpu::detail::adamw_update_scalar(theta_ref.data(), m_ref.data(), v_ref.data(), grad.data(), n,
+                                     cpu::detail::AdamWConstants(settings, scale));
     cpu::adamw_update(theta.data(), m.data(), v.data(), grad.data(), n, settings, scale);
     CHECK(bit_equal(theta.data(), theta_ref.data(), theta.size()));
     CHECK(bit_equal(m.data(), m_ref.data(), m.size()));

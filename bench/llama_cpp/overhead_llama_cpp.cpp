@@ -112,6 +112,15 @@ BenchOptions parse(int argc, const char* const* argv) {
   return options;
 }
 
+// The library's distiller defaults with the options' rank and optimizer, for a model's hidden size.
+DistillerConfig distiller_of(const BenchOptions& o, int hidden) {
+  DistillerConfig d;
+  d.hidden_size = hidden;
+  d.rank = o.rank;
+  d.optimizer = o.optimizer;
+  return d;
+}
+
 // The library's defaults, or the plain schedule, for steps of `rows` rows.
 ExplorationConfig exploration_of(const BenchOptions& o, int rows) {
   ExplorationConfig e;
@@ -208,11 +217,8 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
       "end_step | implied ratio, 1 thread | implied ratio, {} threads "
       "|\n|---:|---:|---:|---:|---:|---:|\n",
       threads);
+  const DistillerConfig distiller = distiller_of(options, hidden);
   for (const int rows : kRowCounts) {
-    DistillerConfig distiller;
-    distiller.hidden_size = hidden;
-    distiller.rank = options.rank;
-    distiller.optimizer = options.optimizer;
     ExplorationConfig exploration = exploration_of(options, rows);
     exploration.training_threads = 1;  // this table times the training on the calling thread
     const int warmup = warmup_steps(exploration);
@@ -283,11 +289,8 @@ int run(int argc, const char* const* argv) {
   // esamp's floor (DESIGN.md §6): the bytes its step must move (one slot trained per step here)
   // at the memory bandwidth a plain 1-row step reaches, the most memory-bound of the row counts.
   const double weight_bytes = step_weight_bytes(model.get(), options.model_path);
-  DistillerConfig floor_config;
-  floor_config.hidden_size = hidden;
-  floor_config.rank = options.rank;
-  floor_config.optimizer = options.optimizer;
-  const auto esamp_bytes = static_cast<double>(update_bytes(floor_config));
+  const DistillerConfig distiller = distiller_of(options, hidden);
+  const auto esamp_bytes = static_cast<double>(update_bytes(distiller));
   double bandwidth = 0.0;  // bytes per second, from the 1-row plain steps
   fmt::print(
       "esamp's floor: {:.1f} MB per step against {:.0f} MB of weights per step, at the bandwidth "
@@ -298,10 +301,6 @@ int run(int argc, const char* const* argv) {
       "[95% interval] | esamp / plain (total time) | esamp's floor, ms | ratio at the floor "
       "|\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const int rows : kRowCounts) {
-    DistillerConfig distiller;
-    distiller.hidden_size = hidden;
-    distiller.rank = options.rank;
-    distiller.optimizer = options.optimizer;
     const ExplorationConfig exploration = exploration_of(options, rows);
     const int warmup = warmup_steps(exploration);
     ExploratorySampler sampler(layers, distiller, exploration);
