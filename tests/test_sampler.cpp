@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 #include <map>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "esamp/distiller.hpp"
 #include "esamp/sampler.hpp"
@@ -320,6 +322,44 @@ TEST_CASE("in candidates mode the temperature divides the mixed logit", "[sample
     }
     REQUIRE(chi2 < 25.7);
   }
+}
+
+TEST_CASE("a host's training team runs each part of an update once, with the backend's bits",
+          "[sampler][thread]") {
+  // The team runs parts 1.. on threads of its own and part 0 last on the caller, and counts them.
+  constexpr int kThreads = 3;
+  std::vector<int> runs(kThreads, 0);
+  int updates = 0;
+  const cpu::TrainingTeam team = [&](int parts, const std::function<void(int)>& part) {
+    REQUIRE(parts == kThreads);
+    ++updates;
+    std::vector<std::thread> threads;
+    for (int t = 1; t < parts; ++t)
+      threads.emplace_back([&part, &runs, t] {
+        part(t);
+        ++runs[static_cast<std::size_t>(t)];
+      });
+    for (auto& thread : threads) thread.join();
+    part(0);
+    ++runs[0];
+  };
+  ExplorationConfig e = exploration_config(0.9f);
+  ExploratorySampler own(kLayers, distiller_config(), e);
+  e.training_threads = kThreads;
+  ExploratorySampler hosted(kLayers, distiller_config(), e, cpu::backend(team));
+  const std::vector<GroupId> og = {own.open_group(), own.open_group()};
+  const std::vector<GroupId> hg = {hosted.open_group(), hosted.open_group()};
+  for (std::uint32_t t = 0; t < 12; ++t) {
+    const StepInputs in = random_step(5, 900 + 3 * t);
+    REQUIRE(bit_equal(run_step(own, {og[0], og[1], og[0], og[1], og[t % 2]}, in),
+                      run_step(hosted, {hg[0], hg[1], hg[0], hg[1], hg[t % 2]}, in)));
+  }
+  REQUIRE(updates == static_cast<int>(hosted.stats().slot_updates));
+  REQUIRE(runs == std::vector<int>(kThreads, updates));
+  const BankState own_bank = own.bank(), hosted_bank = hosted.bank();
+  for (const auto array :
+       {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+    REQUIRE(own_bank.whole(array) == hosted_bank.whole(array));
 }
 
 TEST_CASE("background training and shared training threads give bit-identical results",

@@ -2,7 +2,7 @@
 // esamp::llama_cpp::Adapter (the library's defaults) against plain llama_decode on a second
 // context with the same settings, one process, steps interleaved pairwise, rows in {1, 4, 16};
 // prints a Markdown table of medians and ratios (per step pair, and of the total times) beside
-// esamp's floor, the bytes its step must move at the engine's bandwidth (DESIGN.md §6). Sampling
+// esamp's floor, the bytes its step must move at the memory's bandwidth (DESIGN.md §6). Sampling
 // is left out (the same for both). Usage: esamp-bench-overhead-llama-cpp [--model PATH] [--steps N]
 // [--threads N] [--rank R] [--training-threads N] [--background] [--work] [--optimizer adamw|sgd]
 // [--plain-schedule] [--taps-only]
@@ -13,11 +13,13 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,8 +31,6 @@ namespace esamp::llama_cpp {
 namespace {
 
 constexpr std::array<int, 3> kRowCounts = {1, 4, 16};
-static_assert(kRowCounts[0] == 1,
-              "the floor's bandwidth comes from the 1-row steps, measured first");
 
 // Untimed steps before the measured ones: one, and the steps in which a new group's slot is young
 // (ExplorationConfig.young_updates: more than one update per step), so that the figures are of the
@@ -48,7 +48,7 @@ struct BenchOptions {
   Optimizer optimizer = Optimizer::adamw;
   int threads = 0;
   int rank = DistillerConfig{}.rank;
-  int training_threads = ExplorationConfig{}.training_threads;
+  int training_threads = 0;  // 0: llama.cpp's threads, as esamp-llama
   bool plain_schedule = false;
   bool background = false;
   bool taps_only = false;
@@ -89,7 +89,8 @@ BenchOptions parse(int argc, const char* const* argv) {
        "train on a worker thread while llama.cpp runs on (ExplorationConfig.background_training)",
        [](BenchOptions& o, auto, auto&) { o.background = true; }},
       {"--training-threads", "N",
-       "threads sharing esamp's training step (ExplorationConfig.training_threads) [1]",
+       "threads sharing esamp's training step (ExplorationConfig.training_threads), on "
+       "llama.cpp's OpenMP team (llama_cpp::backend()) [llama.cpp's threads, as esamp-llama]",
        [](BenchOptions& o, auto option, const std::string& v) {
          o.training_threads = parse_int(option, v, 1, 256);
        }},
@@ -103,8 +104,9 @@ BenchOptions parse(int argc, const char* const* argv) {
   if (options.help) {
     fmt::print(
         "Usage: esamp-bench-overhead-llama-cpp [--model PATH] [options]\n"
-        "llama.cpp decode steps with and without esamp (the library's defaults), same process,\n"
-        "interleaved; a Markdown table of tokens/s and their ratio at 1, 4 and 16 rows.\n\n{}",
+        "llama.cpp decode steps with and without esamp (the library's defaults, training on\n"
+        "llama.cpp's threads as esamp-llama does), same process, interleaved; a Markdown table of\n"
+        "tokens/s and their ratio at 1, 4 and 16 rows.\n\n{}",
         options_help(table));
     return options;
   }
@@ -121,11 +123,18 @@ DistillerConfig distiller_of(const BenchOptions& o, int hidden) {
   return d;
 }
 
-// The library's defaults, or the plain schedule, for steps of `rows` rows.
+// The threads llama.cpp decodes with.
+int llama_threads(const BenchOptions& o) {
+  return o.threads > 0 ? o.threads : llama_context_default_params().n_threads;
+}
+
+// The library's defaults, or the plain schedule, for steps of `rows` rows, training on
+// llama.cpp's threads unless told otherwise (as esamp-llama does).
 ExplorationConfig exploration_of(const BenchOptions& o, int rows) {
   ExplorationConfig e;
   e.max_rows = rows;
-  e.training_threads = o.training_threads;
+  e.training_threads =
+      o.training_threads > 0 ? o.training_threads : std::min(256, llama_threads(o));
   e.background_training = o.background;
   if (o.plain_schedule) {
     e.warm_start = false;
@@ -194,6 +203,35 @@ double seconds_of(const std::function<void()>& work) {
   const auto start = std::chrono::steady_clock::now();
   work();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The memory's read bandwidth on `threads` threads, in bytes per second: the best of three passes
+// over 1 GiB (beyond the caches), each thread summing its share.
+double read_bandwidth(int threads) {
+  const std::size_t words = (std::size_t{1} << 30) / sizeof(std::uint64_t);
+  std::vector<std::uint64_t> buffer(words, 1);
+  std::vector<std::uint64_t> sums(static_cast<std::size_t>(threads));
+  const auto share = [&](int t) {
+    const std::size_t begin = words * static_cast<std::size_t>(t) / sums.size();
+    const std::size_t end = words * static_cast<std::size_t>(t + 1) / sums.size();
+    std::uint64_t sum = 0;
+    for (std::size_t i = begin; i < end; ++i) sum += buffer[i];
+    sums[static_cast<std::size_t>(t)] = sum;
+  };
+  double best = 0.0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const double seconds = seconds_of([&] {
+      std::vector<std::thread> team;
+      for (int t = 1; t < threads; ++t) team.emplace_back(share, t);
+      share(0);
+      for (auto& thread : team) thread.join();
+    });
+    std::uint64_t total = 0;
+    for (const std::uint64_t sum : sums) total += sum;
+    if (total != words) fail("read_bandwidth: summed {} words of {}", total, words);
+    best = std::max(best, static_cast<double>(words * sizeof(std::uint64_t)) / seconds);
+  }
+  return best;
 }
 
 // CPU seconds of the calling thread: esamp's hooks run on it, and other processes sharing the
@@ -287,15 +325,16 @@ int run(int argc, const char* const* argv) {
                                : "the defaults",
       options.steps, warmup_steps(exploration_of(options, 1)));
   // esamp's floor (DESIGN.md §6): the bytes its step must move (one slot trained per step here)
-  // at the memory bandwidth a plain 1-row step reaches, the most memory-bound of the row counts.
+  // at the memory's read bandwidth on llama.cpp's threads, which esamp's training shares.
   const double weight_bytes = step_weight_bytes(model.get(), options.model_path);
   const DistillerConfig distiller = distiller_of(options, hidden);
   const auto esamp_bytes = static_cast<double>(update_bytes(distiller));
-  double bandwidth = 0.0;  // bytes per second, from the 1-row plain steps
+  const double bandwidth = read_bandwidth(llama_threads(options));  // bytes per second
   fmt::print(
-      "esamp's floor: {:.1f} MB per step against {:.0f} MB of weights per step, at the bandwidth "
-      "of the plain 1-row steps\n\n",
-      esamp_bytes / 1e6, weight_bytes / 1e6);
+      "esamp's floor: {:.1f} MB per step at the memory's read bandwidth on {} threads, {:.1f} "
+      "GB/s\n\n",
+      esamp_bytes / 1e6, llama_threads(options), bandwidth / 1e9);
+  double one_row_step = 0.0;  // seconds, the plain 1-row step's median
   fmt::print(
       "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
       "[95% interval] | esamp / plain (total time) | esamp's floor, ms | ratio at the floor "
@@ -303,7 +342,7 @@ int run(int argc, const char* const* argv) {
   for (const int rows : kRowCounts) {
     const ExplorationConfig exploration = exploration_of(options, rows);
     const int warmup = warmup_steps(exploration);
-    ExploratorySampler sampler(layers, distiller, exploration);
+    ExploratorySampler sampler(layers, distiller, exploration, llama_cpp::backend());
     const llama_context_params params =
         context_params({rows, prompt_length + warmup + options.steps, options.threads});
     Adapter adapter(model.get(), sampler);
@@ -369,7 +408,7 @@ int run(int argc, const char* const* argv) {
     adapter.close_group(group);
     const double p = quantile(plain_rates, 0.5), e = quantile(esamp_rates, 0.5);
     const double plain_step = rows / p;  // seconds
-    if (bandwidth == 0.0) bandwidth = weight_bytes / plain_step;
+    if (rows == 1) one_row_step = plain_step;
     const double floor_seconds = esamp_bytes / bandwidth;
     const auto [low, high] = median_interval(paired);
     fmt::print(
@@ -378,6 +417,8 @@ int run(int argc, const char* const* argv) {
         1e3 * floor_seconds, plain_step / (plain_step + floor_seconds));
     std::fflush(stdout);
   }
+  fmt::print("\nplain 1-row steps read their {:.0f} MB of weights at {:.1f} GB/s\n",
+             weight_bytes / 1e6, weight_bytes / one_row_step / 1e9);
   return 0;
 }
 

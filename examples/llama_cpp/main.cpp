@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -91,8 +92,11 @@ Run run_method(const char* method, const Options& options, llama_model* model, i
     ExplorationConfig exploration;
     exploration.beta = options.beta;
     exploration.max_rows = options.samples;
-    sampler =
-        std::make_unique<ExploratorySampler>(llama_model_n_layer(model), distiller, exploration);
+    // Training on llama.cpp's threads (llama_cpp::backend()), idle while esamp trains.
+    exploration.training_threads = std::min(
+        256, options.threads > 0 ? options.threads : llama_context_default_params().n_threads);
+    sampler = std::make_unique<ExploratorySampler>(llama_model_n_layer(model), distiller,
+                                                   exploration, llama_cpp::backend());
   }
   Generator generator(model, {options.samples, context, options.threads}, sampler.get());
   generation::GenerationSettings settings;

@@ -13,10 +13,18 @@
 #include <unordered_map>
 #include <vector>
 
+#include "esamp/backend.hpp"
 #include "esamp/sampler.hpp"
 #include "esamp/span.hpp"
 
 namespace esamp::llama_cpp {
+
+// The CPU backend for a sampler an Adapter serves. With ExplorationConfig::training_threads > 1
+// (and no background_training) each update's parts run on llama.cpp's own OpenMP threads, when its
+// CPU backend was built with OpenMP (its default): between graphs they spin idle, so threads of
+// esamp's own would share a core with them and gain nothing. Set training_threads to the
+// context's n_threads. Otherwise, and when llama.cpp has no OpenMP, it is cpu::backend().
+BackendFactory backend();
 
 class Adapter {
  public:

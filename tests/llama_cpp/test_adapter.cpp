@@ -173,6 +173,50 @@ TEST_CASE("a batch with its sequences out of order maps each row to its own grou
   }
 }
 
+TEST_CASE("training on llama.cpp's own threads gives the bits of the backend's own threads") {
+  llama_model* model = stories_model();
+  const std::array<std::vector<llama_token>, 2> texts = {
+      tokenize(model, "Tom had a big red ball. One day he kicked it"),
+      tokenize(model, "There was a small bird who could not fly at all"),
+  };
+  const std::size_t prompt = 4, steps = 6;
+  // One group of both sequences, `steps` forced tokens on 2 llama.cpp threads; the bank after.
+  const auto run = [&](int training_threads, const BackendFactory& backend) {
+    DistillerConfig distiller;
+    distiller.hidden_size = llama_model_n_embd(model);
+    distiller.rank = 16;
+    distiller.seed = 3;
+    ExplorationConfig exploration;
+    exploration.max_rows = 2;
+    exploration.training_threads = training_threads;
+    ExploratorySampler sampler(llama_model_n_layer(model), distiller, exploration, backend);
+    Adapter adapter(model, sampler);
+    llama_context_params params = float32_params(2, 32);
+    params.n_threads = params.n_threads_batch = 2;
+    llama_context* context = adapter.init_context(params);
+    const std::array<llama_seq_id, 2> sequences = {0, 1};
+    for (const llama_seq_id s : sequences)
+      prefill(context, Span<const llama_token>(texts[static_cast<std::size_t>(s)].data(), prompt),
+              s);
+    adapter.open_group(Span<const llama_seq_id>(sequences.data(), sequences.size()));
+    Batch step(2, 1);
+    for (std::size_t t = 0; t < steps; ++t) {
+      step.clear();
+      for (const llama_seq_id s : sequences)
+        step.add(texts[static_cast<std::size_t>(s)][prompt + t], static_cast<llama_pos>(prompt + t),
+                 Span<const llama_seq_id>(&s, 1), true);
+      REQUIRE(adapter.decode(step.get()) == 0);
+    }
+    REQUIRE(sampler.stats().slot_updates > 0);
+    return sampler.bank();
+  };
+  const BankState own = run(1, cpu::backend());
+  const BankState team = run(2, llama_cpp::backend());
+  for (const auto array :
+       {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})
+    REQUIRE(own.whole(array) == team.whole(array));
+}
+
 TEST_CASE("the adapter chains the eval callback the context params already had") {
   struct Seen {
     int asked_for_l_out = 0, handed_l_out = 0;

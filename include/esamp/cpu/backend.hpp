@@ -6,6 +6,7 @@
 
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "esamp/backend.hpp"
@@ -19,11 +20,14 @@ namespace esamp::cpu {
 
 class Backend final : public SamplerBackend {
  public:
-  Backend(const DistillerConfig& distiller, const ExplorationConfig& exploration)
+  // `team`: the threads that run the training_threads parts of each update (bank_step.hpp);
+  // empty: the calling thread and workers of the backend's own.
+  Backend(const DistillerConfig& distiller, const ExplorationConfig& exploration,
+          TrainingTeam team = {})
       : exploration_(exploration),
         bank_(distiller),
         step_(distiller, exploration.max_rows, exploration.training_threads,
-              TrainingSchedule::of(exploration)) {
+              TrainingSchedule::of(exploration), std::move(team)) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));
@@ -194,10 +198,11 @@ class Backend final : public SamplerBackend {
   std::unique_ptr<esamp::detail::BackgroundWorker> worker_;  // last: destroyed (joined) first
 };
 
-// The CPU backend for ExploratorySampler (its default).
-inline BackendFactory backend() {
-  return [](const DistillerConfig& distiller, const ExplorationConfig& exploration) {
-    return std::make_unique<Backend>(distiller, exploration);
+// The CPU backend for ExploratorySampler (its default), training on `team` if one is given.
+inline BackendFactory backend(TrainingTeam team = {}) {
+  return [team = std::move(team)](const DistillerConfig& distiller,
+                                  const ExplorationConfig& exploration) {
+    return std::make_unique<Backend>(distiller, exploration, team);
   };
 }
 

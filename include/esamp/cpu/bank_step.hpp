@@ -11,7 +11,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "esamp/bank.hpp"
@@ -88,12 +90,18 @@ inline void gather_rows(const ConstMatrixView& src, const StepPlanView& plan, Ma
   }
 }
 
+// Threads a host engine lends to the training: runs part(0), ..., part(parts - 1), each exactly
+// once and possibly at the same time, and returns when all have returned. Parts do not throw. For
+// an engine whose own threads sit idle between its steps (llama.cpp's OpenMP team spins there), so
+// that the training runs on them instead of on threads that would have to share their cores.
+using TrainingTeam = std::function<void(int parts, const std::function<void(int)>& part)>;
+
 class BankStep {
  public:
-  // `threads`: how many threads share each slot's backward and update (the caller's and
-  // threads - 1 workers of this step's own).
+  // `threads`: how many parts share each slot's backward and update, run by `team` or, without
+  // one, by the caller's thread and threads - 1 workers of this step's own.
   BankStep(const DistillerConfig& config, int max_rows, int threads = 1,
-           const TrainingSchedule& schedule = {})
+           const TrainingSchedule& schedule = {}, TrainingTeam team = {})
       : config_(config),
         schedule_(schedule),
         settings_(OptimizerSettings::of(config)),
@@ -104,16 +112,16 @@ class BankStep {
         target_finite_(static_cast<std::size_t>(max_rows), 0),
         all_rows_(static_cast<std::size_t>(max_rows), 1),
         vector_grad_(static_cast<std::size_t>(layout_.vector_size())),
-        parts_(static_cast<std::size_t>(threads)) {
+        parts_(static_cast<std::size_t>(threads)),
+        team_(std::move(team)) {
     act_.resize(max_rows, layout_.hidden, layout_.rank);
     target_.resize(max_rows, layout_.hidden);
     scratch_.resize(max_rows, layout_.hidden, layout_.rank);
     for (Part& part : parts_) part.resize(layout_.hidden, layout_.rank);
+    if (team_) return;
     for (std::size_t t = 1; t < parts_.size(); ++t)
-      workers_.push_back(std::make_unique<esamp::detail::BackgroundWorker>([this, t] {
-        const FlushSubnormals flush;
-        update_part(t);
-      }));
+      workers_.push_back(
+          std::make_unique<esamp::detail::BackgroundWorker>([this, t] { run_part(t); }));
   }
 
   // Plans a step: input row i belongs to slot row_slots[i] and explores with row_beta[i].
@@ -246,10 +254,21 @@ class BankStep {
       update_.v = bank.slot_data(BankArray::second_moment, slot);
       update_.scale = adamw_scale(update_.settings, step);
     }
-    for (auto& worker : workers_) worker->start();
-    update_part(0);
-    for (auto& worker : workers_) worker->wait();
+    if (team_ && parts_.size() > 1) {
+      team_(static_cast<int>(parts_.size()),
+            [this](int t) { run_part(static_cast<std::size_t>(t)); });
+    } else {
+      for (auto& worker : workers_) worker->start();
+      update_part(0);
+      for (auto& worker : workers_) worker->wait();
+    }
     apply(layout_.offset_b(), vector_grad_.data(), layout_.vector_size());
+  }
+
+  // Part t, on whichever thread runs it: each flushes subnormals for itself.
+  void run_part(std::size_t t) {
+    const FlushSubnormals flush;
+    update_part(t);
   }
 
   // Part t's blocks: the A/G blocks then the B blocks, numbered in that order, cut into contiguous
@@ -304,7 +323,8 @@ class BankStep {
   BackwardScratch<float> scratch_;
   std::vector<float> vector_grad_;  // [r + 2H] one slot's gradient of b, w, c
   Update update_;
-  std::vector<Part> parts_;                                                // [threads]
+  std::vector<Part> parts_;  // [threads]
+  TrainingTeam team_;        // empty: workers_ run parts 1, 2, ...
   std::vector<std::unique_ptr<esamp::detail::BackgroundWorker>> workers_;  // part t + 1 each; last
 };
 
