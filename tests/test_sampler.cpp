@@ -324,8 +324,10 @@ TEST_CASE("in candidates mode the temperature divides the mixed logit", "[sample
   }
 }
 
-TEST_CASE("a host's training team runs each part of an update once, with the backend's bits",
-          "[sampler][thread]") {
+TEST_CASE(
+    "a host's training team runs each part of an update once on its threads, with the backend's "
+    "bits",
+    "[sampler][thread]") {
   // The team runs parts 1.. on threads of its own and part 0 last on the caller, and counts them.
   constexpr int kThreads = 3;
   std::vector<int> runs(kThreads, 0);
