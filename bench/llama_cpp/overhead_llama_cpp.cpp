@@ -1,11 +1,13 @@
 // esamp-bench-overhead-llama-cpp: tokens/s of llama.cpp decode steps through
-// esamp::llama_cpp::Adapter (the library's defaults) against plain llama_decode on a second
-// context with the same settings, one process, steps interleaved pairwise, rows in {1, 4, 16};
-// prints a Markdown table of medians and ratios (per step pair, and of the total times) beside
-// esamp's floor, the bytes its step must move at the memory's bandwidth (DESIGN.md §6). Sampling
-// is left out (the same for both). Usage: esamp-bench-overhead-llama-cpp [--model PATH] [--steps N]
+// esamp::llama_cpp::Adapter (the library's defaults) against plain llama_decode, one process,
+// rows in {1, 4, 16}. Two contexts of the same settings take turns: in each step one decodes with
+// esamp and the other plain, and the roles swap every step, so that the two contexts' own
+// difference in speed (up to 2.5% on a 2-core machine) cancels out of each pair of steps. Prints a
+// Markdown table of medians and ratios (per pair of steps, and of the total times) beside esamp's
+// floor, the bytes its step must move at the memory's bandwidth (DESIGN.md §6). Sampling is left
+// out (the same for both). Usage: esamp-bench-overhead-llama-cpp [--model PATH] [--steps N]
 // [--threads N] [--rank R] [--training-threads N] [--background] [--work] [--optimizer adamw|sgd]
-// [--plain-schedule] [--taps-only]
+// [--plain-schedule] [--taps-only | --control]
 #include <fmt/format.h>
 #include <gguf.h>
 
@@ -41,6 +43,11 @@ int warmup_steps(const ExplorationConfig& e) {
   return 1 + young_steps;
 }
 
+// What a context decodes with in the esamp role: esamp through its adapter, only the adapter's
+// transport (--taps-only), or nothing (--control: plain in both roles, so that the ratio is the
+// benchmark's own error).
+enum class Subject { esamp, taps_only, control };
+
 struct BenchOptions {
   std::string model_path;  // empty: stories260K.gguf in the model folder (a smoke run)
   int steps = 16;
@@ -51,9 +58,15 @@ struct BenchOptions {
   int training_threads = 0;  // 0: llama.cpp's threads, as esamp-llama
   bool plain_schedule = false;
   bool background = false;
-  bool taps_only = false;
+  Subject subject = Subject::esamp;
   bool help = false;
 };
+
+void set_subject(BenchOptions& o, Subject subject) {
+  if (o.subject != Subject::esamp && o.subject != subject)
+    generation::usage_error("--taps-only and --control exclude each other");
+  o.subject = subject;
+}
 
 BenchOptions parse(int argc, const char* const* argv) {
   using namespace generation;
@@ -97,7 +110,11 @@ BenchOptions parse(int argc, const char* const* argv) {
       {"--taps-only", "",
        "instead of esamp: an eval callback that copies the adapter's tapped tensors out and "
        "result_norm back, and nothing else (the transport's cost: graph breaks, copies)",
-       [](BenchOptions& o, auto, auto&) { o.taps_only = true; }},
+       [](BenchOptions& o, auto, auto&) { set_subject(o, Subject::taps_only); }},
+      {"--control", "",
+       "instead of esamp: plain llama_decode in both roles (the benchmark's own error: any ratio "
+       "but 1 is noise the pairing did not cancel)",
+       [](BenchOptions& o, auto, auto&) { set_subject(o, Subject::control); }},
   };
   table.push_back({"--help", "", "this text", [](BenchOptions& o, auto, auto&) { o.help = true; }});
   parse_command_line(argc, argv, table, options);
@@ -150,10 +167,11 @@ struct TapCopier {
   static constexpr std::string_view kFinal = "result_norm";  // copied back: the LM head's input
   std::array<std::string, 2> taps;                           // the adapter's source and target taps
   std::vector<float> rows;
+  bool armed = false;  // in the esamp role: asks for the tensors; otherwise for none (plain)
 
   bool wanted(const ggml_tensor* tensor) const {
-    return tensor->name == kFinal ||
-           std::find(taps.begin(), taps.end(), tensor->name) != taps.end();
+    return armed && (tensor->name == kFinal ||
+                     std::find(taps.begin(), taps.end(), tensor->name) != taps.end());
   }
   static bool on_eval(ggml_tensor* tensor, bool ask, void* user_data) {
     auto& self = *static_cast<TapCopier*>(user_data);
@@ -302,6 +320,59 @@ void time_work(const BenchOptions& options, llama_model* model, int threads) {
   }
 }
 
+using ContextPtr = std::unique_ptr<llama_context, void (*)(llama_context*)>;
+
+// One of the two contexts, able to decode a step in either role: esamp (through its adapter, or
+// the subject that stands in for it) or plain (llama_decode, with the adapter's callback idle: it
+// asks for no tensor, so llama.cpp computes the graph as it would without it).
+class Side {
+ public:
+  Side(const BenchOptions& options, llama_model* model, const DistillerConfig& distiller,
+       const ExplorationConfig& exploration, const llama_context_params& params)
+      : options_(options),
+        sampler_(llama_model_n_layer(model), distiller, exploration, llama_cpp::backend()),
+        adapter_(model, sampler_),
+        copier_{{adapter_.source_tensor(), adapter_.target_tensor()}, {}},
+        own_(nullptr, llama_free) {
+    if (options.subject == Subject::esamp) {
+      context_ = adapter_.init_context(params);
+    } else {
+      llama_context_params own_params = params;
+      if (options.subject == Subject::taps_only) {
+        own_params.cb_eval = TapCopier::on_eval;
+        own_params.cb_eval_user_data = &copier_;
+      }
+      own_.reset(llama_init_from_model(model, own_params));
+      context_ = own_.get();
+    }
+    if (!context_) fail("llama_init_from_model failed");
+  }
+  Side(const Side&) = delete;
+  Side& operator=(const Side&) = delete;
+
+  llama_context* context() const { return context_; }
+  Adapter& adapter() { return adapter_; }
+
+  void decode(const llama_batch& batch, bool esamp_role) {
+    if (esamp_role && options_.subject == Subject::esamp) {
+      adapter_.decode(batch);
+      return;
+    }
+    copier_.armed = esamp_role;
+    const int status = llama_decode(context_, batch);
+    copier_.armed = false;
+    if (status != 0) fail("llama_decode returned {} in a step", status);
+  }
+
+ private:
+  const BenchOptions& options_;
+  ExploratorySampler sampler_;
+  Adapter adapter_;
+  TapCopier copier_;
+  ContextPtr own_;  // taps-only and control: a context of the side's own, not the adapter's
+  llama_context* context_ = nullptr;
+};
+
 int run(int argc, const char* const* argv) {
   const BenchOptions options = parse(argc, argv);
   if (options.help) return 0;
@@ -317,13 +388,14 @@ int run(int argc, const char* const* argv) {
   const int vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
 
   fmt::print(
-      "model {}: hidden {}, {} layers; rank {}; {}; {} measured steps after {} untimed (one, and a "
-      "new slot's young steps)\n\n",
+      "model {}: hidden {}, {} layers; rank {}; {}; {} measured steps after {} untimed (each "
+      "side's one, and a new slot's young steps)\n\n",
       options.model_path, hidden, layers, options.rank,
-      options.taps_only        ? "taps only, no esamp (the esamp column)"
-      : options.plain_schedule ? "plain schedule"
-                               : "the defaults",
-      options.steps, warmup_steps(exploration_of(options, 1)));
+      options.subject == Subject::taps_only ? "taps only, no esamp (the esamp column)"
+      : options.subject == Subject::control ? "control: plain in both roles (the esamp column)"
+      : options.plain_schedule              ? "plain schedule"
+                                            : "the defaults",
+      2 * ((options.steps + 1) / 2), 2 * warmup_steps(exploration_of(options, 1)));
   // esamp's floor (DESIGN.md §6): the bytes its step must move (one slot trained per step here)
   // at the memory's read bandwidth on llama.cpp's threads, which esamp's training shares.
   const double weight_bytes = step_weight_bytes(model.get(), options.model_path);
@@ -337,27 +409,18 @@ int run(int argc, const char* const* argv) {
   double one_row_step = 0.0;  // seconds, the plain 1-row step's median
   fmt::print(
       "| rows | plain tok/s | esamp tok/s | esamp / plain (medians) | paired ratio: median "
-      "[95% interval] | esamp / plain (total time) | esamp's floor, ms | ratio at the floor "
-      "|\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "[95% interval] | esamp / plain (total time) | the contexts' own ratio | esamp's floor, ms "
+      "| ratio at the floor |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const int rows : kRowCounts) {
     const ExplorationConfig exploration = exploration_of(options, rows);
-    const int warmup = warmup_steps(exploration);
-    ExploratorySampler sampler(layers, distiller, exploration, llama_cpp::backend());
+    // Each side is esamp every other step: twice the untimed steps, and whole pairs of steps.
+    const int warmup = 2 * warmup_steps(exploration);
+    const int measured = 2 * ((options.steps + 1) / 2);
     const llama_context_params params =
-        context_params({rows, prompt_length + warmup + options.steps, options.threads});
-    Adapter adapter(model.get(), sampler);
-    TapCopier copier{{adapter.source_tensor(), adapter.target_tensor()}, {}};
-    llama_context_params copier_params = params;
-    copier_params.cb_eval = TapCopier::on_eval;
-    copier_params.cb_eval_user_data = &copier;
-    using ContextPtr = std::unique_ptr<llama_context, void (*)(llama_context*)>;
-    const ContextPtr copier_context(
-        options.taps_only ? llama_init_from_model(model.get(), copier_params) : nullptr,
-        llama_free);
-    llama_context* esamp_context =
-        options.taps_only ? copier_context.get() : adapter.init_context(params);
-    const ContextPtr plain_context(llama_init_from_model(model.get(), params), llama_free);
-    if (!plain_context || !esamp_context) fail("llama_init_from_model failed");
+        context_params({rows, prompt_length + warmup + measured, options.threads});
+    Side first(options, model.get(), distiller, exploration, params);
+    Side second(options, model.get(), distiller, exploration, params);
+    const std::array<Side*, 2> sides = {&first, &second};
 
     std::vector<llama_seq_id> sequences(static_cast<std::size_t>(rows));
     for (int s = 0; s < rows; ++s) sequences[static_cast<std::size_t>(s)] = s;
@@ -365,56 +428,67 @@ int run(int argc, const char* const* argv) {
     Batch prefill(prompt_length, rows);
     for (int p = 0; p < prompt_length; ++p)
       prefill.add(prompt[static_cast<std::size_t>(p)], p, all, p + 1 == prompt_length);
-    for (llama_context* context : {plain_context.get(), esamp_context})
-      if (llama_decode(context, prefill.get()) != 0) fail("llama_decode of the prompt failed");
-    const GroupId group = adapter.open_group(all);
+    std::array<GroupId, 2> groups{};
+    for (std::size_t i = 0; i < sides.size(); ++i) {
+      if (llama_decode(sides[i]->context(), prefill.get()) != 0)
+        fail("llama_decode of the prompt failed");
+      groups[i] = sides[i]->adapter().open_group(all);
+    }
 
-    std::vector<double> plain_rates, esamp_rates, paired;
+    std::vector<double> plain_rates, esamp_rates;
+    std::vector<double> paired, contexts;  // per pair of steps: the ratio; the contexts' own one
     double plain_total = 0.0, esamp_total = 0.0;  // seconds of the measured steps
+    double previous_ratio = 0.0;                  // plain / esamp of the pair's first step
     Batch step(rows, 1);
-    for (int k = -warmup; k < options.steps; ++k) {
+    for (int j = 0; j < warmup + measured; ++j) {
       step.clear();
       // Any tokens time the same; each row reads its own.
       for (int s = 0; s < rows; ++s)
-        step.add((7 * (k + warmup + 1) + 13 * s) % vocab, prompt_length + k + warmup,
+        step.add((7 * (j + 1) + 13 * s) % vocab, prompt_length + j,
                  Span<const llama_seq_id>(&sequences[static_cast<std::size_t>(s)], 1), true);
+      // The roles swap every step; which of the two decodes first, every pair of steps.
+      Side& esamp_side = *sides[static_cast<std::size_t>(j % 2)];
+      Side& plain_side = *sides[static_cast<std::size_t>(1 - j % 2)];
       double plain_seconds = 0.0, esamp_seconds = 0.0;
       const auto time_plain = [&] {
-        plain_seconds = seconds_of([&] { llama_decode(plain_context.get(), step.get()); });
+        plain_seconds = seconds_of([&] { plain_side.decode(step.get(), false); });
       };
       const auto time_esamp = [&] {
-        esamp_seconds = seconds_of([&] {
-          if (options.taps_only)
-            llama_decode(esamp_context, step.get());
-          else
-            adapter.decode(step.get());
-        });
+        esamp_seconds = seconds_of([&] { esamp_side.decode(step.get(), true); });
       };
-      // Adjacent steps of the two, alternating which goes first, see the same machine load.
-      if (k % 2 == 0) {
+      if ((j / 2) % 2 == 0) {
         time_plain();
         time_esamp();
       } else {
         time_esamp();
         time_plain();
       }
-      if (k < 0) continue;
+      if (j < warmup) continue;
       plain_rates.push_back(rows / plain_seconds);
       esamp_rates.push_back(rows / esamp_seconds);
-      paired.push_back(plain_seconds / esamp_seconds);
       plain_total += plain_seconds;
       esamp_total += esamp_seconds;
+      const double ratio = plain_seconds / esamp_seconds;
+      if (j % 2 == 0) {
+        previous_ratio = ratio;
+        continue;
+      }
+      // Over the pair, each context is timed in both roles: its own speed cancels out of the
+      // geometric mean, and is what the square root of the quotient leaves.
+      paired.push_back(std::sqrt(previous_ratio * ratio));
+      contexts.push_back(std::sqrt(previous_ratio / ratio));
     }
-    adapter.close_group(group);
+    for (std::size_t i = 0; i < sides.size(); ++i) sides[i]->adapter().close_group(groups[i]);
     const double p = quantile(plain_rates, 0.5), e = quantile(esamp_rates, 0.5);
     const double plain_step = rows / p;  // seconds
     if (rows == 1) one_row_step = plain_step;
     const double floor_seconds = esamp_bytes / bandwidth;
     const auto [low, high] = median_interval(paired);
     fmt::print(
-        "| {} | {:.2f} | {:.2f} | {:.3f} | {:.3f} [{:.3f}, {:.3f}] | {:.3f} | {:.2f} | {:.3f} |\n",
+        "| {} | {:.2f} | {:.2f} | {:.3f} | {:.3f} [{:.3f}, {:.3f}] | {:.3f} | {:.3f} | {:.2f} | "
+        "{:.3f} |\n",
         rows, p, e, e / p, quantile(paired, 0.5), low, high, plain_total / esamp_total,
-        1e3 * floor_seconds, plain_step / (plain_step + floor_seconds));
+        quantile(contexts, 0.5), 1e3 * floor_seconds, plain_step / (plain_step + floor_seconds));
     std::fflush(stdout);
   }
   fmt::print("\nplain 1-row steps read their {:.0f} MB of weights at {:.1f} GB/s\n",
