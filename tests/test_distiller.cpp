@@ -3,6 +3,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "esamp/cpu/bank_step.hpp"
 #include "esamp/distiller.hpp"
@@ -131,15 +132,20 @@ std::vector<float> reference_gradient(const LatentDistiller& d, int slot, const 
 
 }  // namespace
 
-TEST_CASE("a training step, in blocks of hidden units over threads, equals backward then update",
-          "[distiller][optimizer][thread]") {
-  // H = 80, r = 8: A/G blocks of 32, 32 and 16 hidden units and B blocks of 4 rows, on one thread
-  // or cut over three.
+TEST_CASE(
+    "a training step, its update in blocks of hidden units over threads and on a team its forward "
+    "by columns too, equals forward, backward then update",
+    "[distiller][optimizer][thread]") {
+  // H = 80, r = 40: A/G blocks of 32, 32 and 16 hidden units and B blocks of 4 rows, and on a team
+  // the forward's columns in blocks of 32 (units 32 + 8, outputs 32 + 32 + 16), on one thread or
+  // cut over three.
   DistillerConfig c = small_config(1, GENERATE(Optimizer::adamw, Optimizer::sgd));
   c.hidden_size = 80;
-  c.rank = 8;
+  c.rank = 40;
   const int threads = GENERATE(1, 3);
-  INFO("optimizer " << name(c.optimizer) << ", " << threads << " threads");
+  const bool on_team = GENERATE(false, true);
+  INFO("optimizer " << name(c.optimizer) << ", " << threads << " threads"
+                    << (on_team ? " of a team" : ""));
   const LatentDistiller start(c);
   const Mat x = random_matrix(5, 80, 20), y = random_matrix(5, 80, 21);
   // The reference: the whole gradient, then one update over the whole slot.
@@ -154,7 +160,15 @@ TEST_CASE("a training step, in blocks of hidden units over threads, equals backw
     cpu::sgd_update(theta.data(), grad.data(), start.layout().size(), c.lr);
 
   BankState bank = start.state();
-  cpu::BankStep step(c, 5, threads);
+  cpu::TrainingTeam team;
+  if (on_team)
+    team = [](int parts, const std::function<void(int)>& part) {
+      std::vector<std::thread> others;
+      for (int t = 1; t < parts; ++t) others.emplace_back(part, t);
+      part(0);
+      for (std::thread& thread : others) thread.join();
+    };
+  cpu::BankStep step(c, 5, threads, {}, team);
   step.plan(std::vector<int>(5, 0), std::vector<float>(5, 0.5f));
   step.forward(bank, cview(x));
   step.gather_target(cview(y));
@@ -237,6 +251,30 @@ TEST_CASE("the AdamW step over an array is adamw_element on each parameter, bit 
     CHECK(bit_equal(m.data(), m_ref.data(), m.size()));
     CHECK(bit_equal(v.data(), v_ref.data(), v.size()));
   }
+}
+
+TEST_CASE(
+    "times_weights is each sum in order, bit for bit, whatever the rows beside it and the columns "
+    "asked for",
+    "[distiller][forward]") {
+  // Depth 37 (two blocks of 16 and a tail), 45 columns (tails for every tile width), 7 rows (a
+  // tile of 4 and one of 3).
+  const Mat x = random_matrix(7, 37, 30), w = random_matrix(37, 45, 31);
+  Mat reference(7, 45);
+  for (Eigen::Index i = 0; i < x.rows(); ++i)
+    for (Eigen::Index c = 0; c < w.cols(); ++c) {
+      float sum = 0.0f;
+      for (Eigen::Index k = 0; k < x.cols(); ++k) sum += x(i, k) * w(k, c);
+      reference(i, c) = sum;
+    }
+  const Eigen::Index begin = GENERATE(0, 2, 6), rows = GENERATE(1, 2, 3, 4);
+  const Eigen::Index split = GENERATE(0, 5, 32);
+  INFO("rows [" << begin << ", " << begin + rows << "), columns cut at " << split);
+  if (begin + rows > x.rows()) return;
+  Mat out = Mat::Constant(rows, 45, std::numeric_limits<float>::quiet_NaN());
+  cpu::times_weights(x.middleRows(begin, rows), w.data(), w.cols(), 0, split, out);
+  cpu::times_weights(x.middleRows(begin, rows), w.data(), w.cols(), split, w.cols(), out);
+  REQUIRE(bit_equal(out, reference.middleRows(begin, rows)));
 }
 
 TEST_CASE("three AdamW updates equal a hand-written reference", "[distiller][optimizer]") {

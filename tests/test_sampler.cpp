@@ -325,16 +325,16 @@ TEST_CASE("in candidates mode the temperature divides the mixed logit", "[sample
 }
 
 TEST_CASE(
-    "a host's training team runs each part of an update once on its threads, with the backend's "
-    "bits",
+    "a host's training team runs each part of a forward and of an update once on its threads, "
+    "with the backend's bits",
     "[sampler][thread]") {
   // The team runs parts 1.. on threads of its own and part 0 last on the caller, and counts them.
   constexpr int kThreads = 3;
   std::vector<int> runs(kThreads, 0);
-  int updates = 0;
+  int calls = 0;
   const cpu::TrainingTeam team = [&](int parts, const std::function<void(int)>& part) {
     REQUIRE(parts == kThreads);
-    ++updates;
+    ++calls;
     std::vector<std::thread> threads;
     for (int t = 1; t < parts; ++t)
       threads.emplace_back([&part, &runs, t] {
@@ -356,8 +356,10 @@ TEST_CASE(
     REQUIRE(bit_equal(run_step(own, {og[0], og[1], og[0], og[1], og[t % 2]}, in),
                       run_step(hosted, {hg[0], hg[1], hg[0], hg[1], hg[t % 2]}, in)));
   }
-  REQUIRE(updates == static_cast<int>(hosted.stats().slot_updates));
-  REQUIRE(runs == std::vector<int>(kThreads, updates));
+  // Every update follows one forward of its rows (every row is finite here), and the team runs a
+  // forward's two column stages and each update.
+  REQUIRE(calls == 3 * static_cast<int>(hosted.stats().slot_updates));
+  REQUIRE(runs == std::vector<int>(kThreads, calls));
   const BankState own_bank = own.bank(), hosted_bank = hosted.bank();
   for (const auto array :
        {BankArray::parameters, BankArray::first_moment, BankArray::second_moment})

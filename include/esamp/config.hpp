@@ -130,9 +130,10 @@ struct ExplorationConfig {
   bool background_training =
       false;  // CPU: end_step trains on a worker thread, joined before next use
   // CPU: threads that share each training step's weight gradients and optimizer update (the one
-  // that trains and training_threads - 1 more, or a host engine's: cpu::TrainingTeam). It pays
-  // where cores are idle while esamp trains; inside llama.cpp, only on llama.cpp's own threads
-  // (llama_cpp::backend(); bench/results/overhead-llama-cpp.md). CUDA ignores it.
+  // that trains and training_threads - 1 more, or a host engine's: cpu::TrainingTeam, which share
+  // each step's forward too). It pays where cores are idle while esamp trains; inside llama.cpp,
+  // only on llama.cpp's own threads (llama_cpp::backend(); bench/results/overhead-llama-cpp.md).
+  // CUDA ignores it.
   int training_threads = 1;
 
   // Whether the bank keeps a prior slot (warm_start with per-group sharing).

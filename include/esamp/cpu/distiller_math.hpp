@@ -90,24 +90,116 @@ S sigmoid(S a) {
   return S(1) / (S(1) + std::exp(-a));
 }
 
-// Forward of rows [begin, begin + count) of `a` (a.x filled) through one slot's parameters.
+namespace detail {
+// One tile of times_weights: R rows of x against C columns of w, of which the first `cols` are
+// used, over `depth` terms; `resume`: the sums continue from what `out` holds. Each accumulator
+// row is an Eigen fixed-size array, so that it lives in vector registers whatever the compiler's
+// loop vectoriser makes of the loops.
+template <int R, int C, class S>
+void weights_tile(const S* x, Eigen::Index x_stride, Eigen::Index depth, const S* w,
+                  Eigen::Index w_stride, S* out, Eigen::Index out_stride, Eigen::Index cols,
+                  bool resume) {
+  using Lanes = Eigen::Array<S, 1, C>;
+  Lanes acc[R];
+  for (int i = 0; i < R; ++i) {
+    acc[i].setZero();
+    if (resume)
+      for (Eigen::Index j = 0; j < cols; ++j) acc[i](j) = out[i * out_stride + j];
+  }
+  if (cols == C) {
+    for (Eigen::Index k = 0; k < depth; ++k) {
+      const Eigen::Map<const Lanes> wk(w + k * w_stride);
+      for (int i = 0; i < R; ++i) acc[i] += x[i * x_stride + k] * wk;
+    }
+  } else {
+    for (Eigen::Index k = 0; k < depth; ++k)
+      for (int i = 0; i < R; ++i)
+        for (Eigen::Index j = 0; j < cols; ++j)
+          acc[i](j) += x[i * x_stride + k] * w[k * w_stride + j];
+  }
+  for (int i = 0; i < R; ++i)
+    for (Eigen::Index j = 0; j < cols; ++j) out[i * out_stride + j] = acc[i](j);
+}
+}  // namespace detail
+
+// The widest column block times_weights works on: callers that share its columns cut them in
+// multiples of this.
+constexpr Eigen::Index kWeightColumns = 32;
+
+// out[i, c] = sum over k of x[i, k] w[k, c], for every row of x and the columns c in [c0, c1)
+// of w and out (row-major, w with row stride w_stride). Each sum runs from zero in k order, one
+// rounded product and one rounded add per term, so an element's bits depend neither on the other
+// rows nor on [c0, c1): threads may share the columns, and a row's prediction is the same in any
+// batch. At a decode step's few rows Eigen's GEMM spends about as long repacking the weights as
+// multiplying them; here they stream through in blocks of 16 rows of w (contiguous, so the
+// prefetcher follows), four rows of x against 8 columns at a time (fewer rows, more columns), the
+// accumulators in registers.
+template <class S, class X, class Out>
+void times_weights(const X& x, const S* w, Eigen::Index w_stride, Eigen::Index c0, Eigen::Index c1,
+                   Out&& out) {
+  constexpr Eigen::Index kDepth = 16;
+  const Eigen::Index rows = x.rows(), depth = x.cols();
+  const Eigen::Index xs = x.outerStride(), os = out.outerStride();
+  for (Eigen::Index k0 = 0; k0 < depth; k0 += kDepth) {
+    const Eigen::Index kn = std::min(kDepth, depth - k0);
+    const S* wk = w + k0 * w_stride;
+    for (Eigen::Index i0 = 0; i0 < rows; i0 += 4) {
+      const Eigen::Index tile_rows = std::min<Eigen::Index>(4, rows - i0);
+      const Eigen::Index width = tile_rows == 1 ? 32 : tile_rows == 2 ? 16 : 8;
+      const S* xi = x.data() + i0 * xs + k0;
+      for (Eigen::Index c = c0; c < c1; c += width) {
+        const Eigen::Index cols = std::min(width, c1 - c);
+        S* oi = out.data() + i0 * os + c;
+        const bool resume = k0 > 0;
+        switch (tile_rows) {
+          case 4:
+            detail::weights_tile<4, 8>(xi, xs, kn, wk + c, w_stride, oi, os, cols, resume);
+            break;
+          case 3:
+            detail::weights_tile<3, 8>(xi, xs, kn, wk + c, w_stride, oi, os, cols, resume);
+            break;
+          case 2:
+            detail::weights_tile<2, 16>(xi, xs, kn, wk + c, w_stride, oi, os, cols, resume);
+            break;
+          default:
+            detail::weights_tile<1, kWeightColumns>(xi, xs, kn, wk + c, w_stride, oi, os, cols,
+                                                    resume);
+        }
+      }
+    }
+  }
+}
+
+// The forward of rows [begin, begin + count) of `a` (a.x filled) through one slot's parameters,
+// in three stages, so that threads can share the first two by columns (BankStep): forward_units,
+// columns [k0, k1) of u, pre, v and gated; forward_outputs, columns [h0, h1) of
+// z = x + gated B; forward_norm, each row's output norm.
 template <class S>
-void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& a,
-             Eigen::Index begin, Eigen::Index count) {
-  if (count == 0) return;
+void forward_units(const ParameterMaps<const S>& p, Activations<S>& a, Eigen::Index begin,
+                   Eigen::Index count, Eigen::Index k0, Eigen::Index k1) {
   const auto x = a.x.middleRows(begin, count);
-  auto u = a.u.middleRows(begin, count);
-  auto pre = a.pre.middleRows(begin, count);
-  auto v = a.v.middleRows(begin, count);
-  auto z = a.zhat.middleRows(begin, count);
-  u.noalias() = x * p.A;
-  pre.noalias() = x * p.G;
-  pre.rowwise() += p.b;
+  const Eigen::Index rank = p.A.cols(), n = k1 - k0;
+  times_weights(x, p.A.data(), rank, k0, k1, a.u.middleRows(begin, count));
+  times_weights(x, p.G.data(), rank, k0, k1, a.pre.middleRows(begin, count));
+  auto pre = a.pre.block(begin, k0, count, n);
+  pre.rowwise() += p.b.segment(k0, n);
+  auto v = a.v.block(begin, k0, count, n);
   v = pre.unaryExpr([](S t) { return t * sigmoid(t); });
-  auto gated = a.gated.middleRows(begin, count);
-  gated = u.cwiseProduct(v);
-  z = x;
-  z.noalias() += gated * p.B;
+  a.gated.block(begin, k0, count, n) = a.u.block(begin, k0, count, n).cwiseProduct(v);
+}
+
+template <class S>
+void forward_outputs(const ParameterMaps<const S>& p, Activations<S>& a, Eigen::Index begin,
+                     Eigen::Index count, Eigen::Index h0, Eigen::Index h1) {
+  auto z = a.zhat.middleRows(begin, count);
+  times_weights(a.gated.middleRows(begin, count), p.B.data(), p.B.cols(), h0, h1, z);
+  z.middleCols(h0, h1 - h0) += a.x.block(begin, h0, count, h1 - h0);
+}
+
+template <class S>
+void forward_norm(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& a,
+                  Eigen::Index begin, Eigen::Index count) {
+  auto z = a.zhat.middleRows(begin, count);
   auto y_hat = a.y_hat.middleRows(begin, count);
   if (!output_norm) {
     y_hat = z;
@@ -123,6 +215,16 @@ void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& 
     a.rstd(begin + i) = rstd;
   }
   y_hat = (z.array().rowwise() * p.w.array()).rowwise() + p.c.array();
+}
+
+// The three stages on the calling thread.
+template <class S>
+void forward(const ParameterMaps<const S>& p, bool output_norm, Activations<S>& a,
+             Eigen::Index begin, Eigen::Index count) {
+  if (count == 0) return;
+  forward_units(p, a, begin, count, 0, p.A.cols());
+  forward_outputs(p, a, begin, count, 0, p.B.cols());
+  forward_norm(p, output_norm, a, begin, count);
 }
 
 // The backward in two stages, so that a caller can form the weight gradients block by block and
