@@ -18,8 +18,11 @@ namespace esamp::cuda {
 namespace {
 
 void check(cudaError_t status, std::string_view what) {
-  if (status != cudaSuccess)
-    fail("CUDA backend: {}: {} ({})", what, cudaGetErrorString(status), cudaGetErrorName(status));
+  if (status == cudaSuccess) return;
+  // Reported once: the runtime keeps a failed call's error for the next cudaGetLastError, which
+  // the launchers read, so that a later sampler's first launch would report it again.
+  cudaGetLastError();
+  fail("CUDA backend: {}: {} ({})", what, cudaGetErrorString(status), cudaGetErrorName(status));
 }
 
 // Makes `device` current for a call and restores the caller's device after it: the backend's

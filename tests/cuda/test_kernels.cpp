@@ -1,6 +1,6 @@
-// GPU tests: the gather, forward, backward and optimizer kernels against their CPU twins
-// (esamp/cpu/distiller_math.hpp) on random inputs, outputs poisoned with NaN first. Without a CUDA
-// device every case warns and returns (see gpu_util.hpp).
+// GPU tests: the gather, step-count snapshot, forward, backward and optimizer kernels against
+// their CPU twins (esamp/cpu/distiller_math.hpp) on random inputs, outputs poisoned with NaN
+// first. Without a CUDA device every case warns and returns (see gpu_util.hpp).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <limits>
@@ -141,6 +141,32 @@ TEST_CASE("GatherRows converts, groups by slot and flags non-finite rows", "[gpu
     REQUIRE(flags[static_cast<std::size_t>(p)] == (row_finite ? 1 : 0));
     for (int j = 0; j < hidden; ++j)  // conversions to fp32 are exact: compare bits
       REQUIRE(got[static_cast<std::size_t>(p * hidden + j)] == (row_finite ? view.at(i, j) : 0.0f));
+  }
+}
+
+TEST_CASE("SnapshotSegmentSteps copies each segment's slot's update count and nothing else",
+          "[gpu][snapshot]") {
+  ESAMP_REQUIRE_GPU();
+  // Fewer rows than the plan's capacity too: then some segments are not in the step.
+  const auto [rows, max_rows, slots] =
+      GENERATE(table<int, int, int>({{9, 9, 6}, {3, 16, 8}, {1, 1, 1}, {40, 64, 3}}));
+  INFO("rows " << rows << " of " << max_rows << ", slots " << slots);
+  const DevicePlan plan(random_row_slots(rows, slots, 13), max_rows, slots);
+  std::vector<std::int64_t> steps(static_cast<std::size_t>(slots));
+  for (int s = 0; s < slots; ++s) steps[static_cast<std::size_t>(s)] = 100 + 7 * s;
+  const DeviceArray<std::int64_t> slot_steps(steps);
+  DeviceArray<std::int64_t> segment_steps(static_cast<std::size_t>(plan.layout.max_segments));
+  CUDA_REQUIRE(SnapshotSegmentSteps(plan.view(), slot_steps.get(), segment_steps.get()));
+  const std::vector<std::int64_t> got = segment_steps.download();
+  const StepPlanView hp = plan.host_view();
+  for (int s = 0; s < plan.layout.max_segments; ++s) {
+    INFO("segment " << s << " of " << hp.segments());
+    const auto i = static_cast<std::size_t>(s);
+    if (s < hp.segments()) {
+      REQUIRE(got[i] == steps[static_cast<std::size_t>(hp.segment_slot(s))]);
+    } else {
+      REQUIRE(got[i] == -1);  // still poisoned: past the step's segments nothing is written
+    }
   }
 }
 
