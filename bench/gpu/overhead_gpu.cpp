@@ -96,8 +96,8 @@ double copy_bandwidth(cudaStream_t stream) {
     check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
     if (i > 0) seconds.push_back(ms * 1e-3);
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  check(cudaEventDestroy(start), "cudaEventDestroy");
+  check(cudaEventDestroy(stop), "cudaEventDestroy");
   return 2.0 * static_cast<double>(bytes) / median(seconds);
 }
 
@@ -504,8 +504,8 @@ double side_stream_ms(HostModel& model, const Config& config, int rows, cudaStre
     check(cudaEventElapsedTime(&elapsed, start, stop), "cudaEventElapsedTime");
     if (i >= 20) ms.push_back(elapsed);
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  check(cudaEventDestroy(start), "cudaEventDestroy");
+  check(cudaEventDestroy(stop), "cudaEventDestroy");
   check(cudaGraphExecDestroy(graph), "cudaGraphExecDestroy");
   return median(ms);
 }
