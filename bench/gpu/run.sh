@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# The GPU check of the CUDA backend, for a fresh machine with CUDA and a GPU: configures and builds
-# (Release, sm_90), runs every test (ctest), the CUDA tests alone (they must not skip), the same
-# under compute-sanitizer (memcheck, racecheck, initcheck), and the step benchmark. Logs and
-# summary.txt go to OUT_DIR.
-# Usage: bench/gpu/run.sh [OUT_DIR]   (default: $OUT)
-#   BUILD_DIR (default build/gpu), CUDA_ARCH (default 90), SANITIZER_TIMEOUT (s, default 2400).
+# shellcheck disable=SC2317  # the functions that step runs look unreachable to it
+# The GPU check of esamp (issue 28) in one device call of at most 8 minutes: runs what
+# bench/gpu/build.sh built for sm_90 on the development machine (build/gpu-device, carried with
+# the call; nothing is built here), each step under its own time limit, with its log in OUT_DIR:
+#   env         the GPU, the driver, the libraries the programs load
+#   cuda_tests  every CUDA test: kernels against their CPU twins, 50 backend steps against the
+#               CPU bank, the CUDA sampler against the CPU sampler, graph replays, β between replays
+#   capi        the C API test, and esamp_sampler_create_cuda driven through the C API
+#   memcheck_*  compute-sanitizer memcheck on every CUDA test (kernels, then whole steps)
+#   racecheck   compute-sanitizer racecheck on one captured step (the β-between-replays test)
+#   kernels     esamp's step alone per shape (esamp_bench_kernels)
+#   overhead    esamp's overhead in a Llama-3-8B decode step (esamp_bench_overhead_gpu)
+# and prints a pass/fail table with each step's figures LAST (bench/gpu/README.md reads it).
+# Usage: bench/gpu/run.sh [OUT_DIR]   (default: $OUT)   BIN_DIR: default build/gpu-device.
 set -uo pipefail
 
 out_dir="${1:-${OUT:-}}"
@@ -15,75 +23,90 @@ fi
 mkdir -p "$out_dir"
 out_dir="$(cd "$out_dir" && pwd)"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build="${BUILD_DIR:-$root/build/gpu}"
-arch="${CUDA_ARCH:-90}"
-sanitizer_timeout="${SANITIZER_TIMEOUT:-2400}"
-summary="$out_dir/summary.txt"
+bin_dir="${BIN_DIR:-$root/build/gpu-device}"
+bin="$bin_dir/bin"
+tests="$bin/esamp_cuda_tests"
 export PATH="/usr/local/cuda/bin:$PATH"
-: >"$summary"
+export LD_LIBRARY_PATH="$bin_dir/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+summary=()
 failures=0
 
-note() { echo "$*" | tee -a "$summary"; }
-
-# run_step NAME COMMAND...: runs COMMAND with its output in NAME.log; records rc and seconds.
-run_step() {
-  local name="$1"
-  shift
-  local log="$out_dir/$name.log" start rc
+# step NAME LIMIT_S FIGURES COMMAND...: runs COMMAND (a program or a function below) under
+# `timeout LIMIT_S` with its output in NAME.log, then FIGURES (a function of the log, may print
+# nothing) for the table. A step whose log says a program saw no CUDA device fails.
+step() {
+  local name="$1" limit="$2" figures="$3"
+  shift 3
+  local log="$out_dir/$name.log" start rc result
   start=$(date +%s)
   echo "+ $*" >"$log"
-  "$@" >>"$log" 2>&1
+  timeout --kill-after=10 "$limit" bash -c '"$@"' step "$@" >>"$log" 2>&1
   rc=$?
-  note "$(printf '%-12s rc=%-3s %5ss  %s' "$name" "$rc" "$(($(date +%s) - start))" "$log")"
+  case $rc in
+    0) result=PASS ;;
+    124 | 137) result="TIMEOUT(${limit}s)" ;;
+    *) result="FAIL(rc=$rc)" ;;
+  esac
+  if [[ $rc -eq 0 ]] && grep -q 'SKIPPED: no CUDA device' "$log"; then
+    rc=1
+    result="FAIL(skipped)"
+  fi
   if [[ $rc -ne 0 ]]; then
     failures=$((failures + 1))
-    tail -n 30 "$log" | sed 's/^/    /' | tee -a "$summary"
+    echo "--- $name: $result; the end of $log:"
+    tail -n 25 "$log"
   fi
-  return $rc
+  summary+=("$(printf '%-16s %-14s %4ss  %s' "$name" "$result" "$(($(date +%s) - start))" "$("$figures" "$log")")")
 }
 
-note "esamp GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
-if ! command -v nvidia-smi >/dev/null 2>&1; then
-  note "FAIL: nvidia-smi not found: no NVIDIA driver on this machine"
+# Figures read off each log.
+no_figures() { :; }
+catch_figures() { grep -E '^(all [0-9]+ checks passed|All tests passed|test cases:)' "$1" | tr '\n' ' '; }
+sanitizer_figures() { grep -E '(ERROR|RACECHECK) SUMMARY' "$1" | tail -n 1; }
+env_figures() { grep -E '^(GPU|missing):' "$1" | tr '\n' ' '; }
+overhead_figures() { grep -E '^(checks|FAIL):' "$1" | tr '\n' ' '; }
+
+check_env() {
+  cat "$bin_dir/BUILD_INFO"
+  nvidia-smi || return 1
+  echo "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader | head -n 1)"
+  command -v compute-sanitizer
+  local missing
+  missing="$(ldd "$bin"/* | grep 'not found' | sort -u)"
+  [[ -z "$missing" ]] || { echo "missing: $missing"; return 1; }
+}
+
+capi() { "$bin/esamp_capi_test" "$(mktemp -d)" && "$tests" "[capi]" --durations yes; }
+
+export bin bin_dir tests
+export -f check_env capi
+
+echo "esamp GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ); logs in $out_dir"
+if [[ ! -x "$tests" ]]; then
+  echo "FAIL: $tests not found: run bench/gpu/build.sh on the development machine and carry build/gpu-device"
   exit 1
 fi
-nvidia-smi >"$out_dir/nvidia-smi.txt" 2>&1
-note "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | head -n 1)"
-note "nvcc: $(nvcc --version 2>/dev/null | tail -n 1)"
+step env 20 env_figures check_env
+step cuda_tests 100 catch_figures "$tests" --durations yes
+step capi 20 catch_figures capi
+# memcheck in two parts, each with its limit: the kernels' tests, then the tests of whole steps.
+memcheck=(compute-sanitizer --tool memcheck --error-exitcode 1 --print-limit 20 "$tests")
+step memcheck_kernels 60 sanitizer_figures "${memcheck[@]}" \
+  "[gpu]~[backend]~[sampler]~[graph]~[capi]~[beta]" --durations yes
+step memcheck_steps 70 sanitizer_figures "${memcheck[@]}" "[backend],[sampler],[graph],[capi],[beta]" \
+  --durations yes
+step racecheck 45 sanitizer_figures compute-sanitizer --tool racecheck --racecheck-report all \
+  --error-exitcode 1 --print-limit 20 "$tests" "[gpu][graph][beta]" --durations yes
+step kernels 30 no_figures "$bin/esamp_bench_kernels"
+step overhead 150 overhead_figures "$bin/esamp_bench_overhead_gpu"
 
-run_step configure cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DESAMP_BUILD_EXAMPLES=OFF -DESAMP_BUILD_BENCH=ON ||
-  { note "FAILED: configure"; exit 1; }
-run_step build cmake --build "$build" -j "$(nproc)" || { note "FAILED: build"; exit 1; }
-
-# One GPU: tests run one at a time.
-run_step ctest ctest --test-dir "$build" --output-on-failure
-tests="$build/tests/cuda/esamp_cuda_tests"
-run_step cuda_tests "$tests" --durations yes
-if grep -q "SKIPPED: no CUDA device" "$out_dir/cuda_tests.log"; then
-  note "FAIL: the [gpu] tests skipped: the CUDA runtime sees no device"
-  failures=$((failures + 1))
-fi
-
-sanitizer="$(command -v compute-sanitizer || true)"
-[[ -z "$sanitizer" && -x /usr/local/cuda/bin/compute-sanitizer ]] && sanitizer=/usr/local/cuda/bin/compute-sanitizer
-if [[ -z "$sanitizer" ]]; then
-  note "FAIL: compute-sanitizer not found (install the CUDA toolkit's sanitizer)"
-  failures=$((failures + 1))
-else
-  # memcheck: out-of-bounds and misaligned accesses, API errors; racecheck: shared-memory hazards
-  # (the GEMM tiles, the block reductions and scans); initcheck: reads of never-written memory.
-  run_step memcheck timeout "$sanitizer_timeout" "$sanitizer" --tool memcheck --error-exitcode 1 \
-    "$tests" "[gpu]"
-  run_step racecheck timeout "$sanitizer_timeout" "$sanitizer" --tool racecheck \
-    --racecheck-report all --error-exitcode 1 "$tests" "[gpu]"
-  run_step initcheck timeout "$sanitizer_timeout" "$sanitizer" --tool initcheck --error-exitcode 1 \
-    "$tests" "[gpu]"
-fi
-
-if [[ -x "$build/bench/esamp_bench_kernels" ]]; then
-  run_step bench "$build/bench/esamp_bench_kernels" && sed 's/^/    /' "$out_dir/bench.log" | tee -a "$summary"
-fi
-
-note "failures: $failures"
+echo
+echo "== esamp GPU check: $(head -n 1 "$bin_dir/BUILD_INFO"); $(grep -E '^GPU:' "$out_dir/env.log")"
+echo "step             result         time  figures"
+printf '%s\n' "${summary[@]}"
+echo
+sed -n '/^device:/,$p' "$out_dir/kernels.log"
+echo
+grep -E '^(device|decode attention|\|)' "$out_dir/overhead.log"
+echo "failures: $failures"
 exit $((failures > 0))
