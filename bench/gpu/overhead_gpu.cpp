@@ -6,7 +6,9 @@
 // the input norm of the defaults' source layer (0), the target where the defaults put it (the
 // final-normed rows), mix_hidden before the LM head, end_step after it. Rows 1, 32, 256; sharing
 // global, and per group with rows / 8 groups (8 samples per prompt); eager and as one captured
-// CUDA graph per step; all in one process, in interleaved blocks of consecutive steps.
+// CUDA graph per step (whose end joins the side stream back, so that its training cannot overlap
+// the next step as it does eager); all in one process, in interleaved blocks of consecutive
+// steps, each step timed with events on the engine stream (median of 80 per configuration).
 //
 // Prints the plain step against its roofline (the bytes it must read: weights and KV cache, over
 // the device's measured copy bandwidth), and per configuration the throughput ratio (steps/s with
@@ -27,7 +29,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -398,6 +399,7 @@ class Runner {
     check(cudaGraphDestroy(graph_def), "cudaGraphDestroy");
   }
   ~Runner() {
+    for (cudaEvent_t e : starts_) cudaEventDestroy(e);
     if (graph_) cudaGraphExecDestroy(graph_);
   }
   Runner(const Runner&) = delete;
@@ -414,16 +416,28 @@ class Runner {
       }
     }
   }
-  // Mean ms per step of `steps` consecutive steps, from an idle device to an idle device (the
-  // side stream's last training included).
-  double time_block(int steps) {
+  // Of `steps` consecutive steps started on an idle device, the ms of steps 1 .. steps - 2, each
+  // from its start on the engine stream to the next step's: the steady state, in which a step
+  // pays for what the side stream's work of the step before costs it (step 0 has nothing to pay
+  // for; the last step has no successor to time it).
+  std::vector<double> time_steps(int steps) {
+    for (auto n = starts_.size(); n < static_cast<std::size_t>(steps); ++n) {
+      starts_.emplace_back();
+      check(cudaEventCreate(&starts_.back()), "cudaEventCreate");
+    }
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    const auto start = std::chrono::steady_clock::now();
-    run(steps);
+    for (int i = 0; i < steps; ++i) {
+      check(cudaEventRecord(starts_[static_cast<std::size_t>(i)], stream_), "cudaEventRecord");
+      run(1);
+    }
     check(cudaDeviceSynchronize(), "a block of steps");
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-               .count() /
-           steps;
+    std::vector<double> ms;
+    for (std::size_t i = 1; i + 1 < static_cast<std::size_t>(steps); ++i) {
+      float elapsed = 0.0f;
+      check(cudaEventElapsedTime(&elapsed, starts_[i], starts_[i + 1]), "cudaEventElapsedTime");
+      ms.push_back(elapsed);
+    }
+    return ms;
   }
   // One more step on poisoned logits: "" when its logits are all finite and esamp, if present,
   // mixed rows and skipped none; otherwise what failed.
@@ -463,6 +477,7 @@ class Runner {
   std::unique_ptr<esamp::SamplerBackend> esamp_;
   Taps taps_;
   cudaGraphExec_t graph_ = nullptr;
+  std::vector<cudaEvent_t> starts_;  // of each step of a block
 };
 
 // The side stream's work per step in ms: the hooks alone (gather, forward, mix, backward,
@@ -540,8 +555,8 @@ Options parse(int argc, char** argv) {
       std::fprintf(stderr, "--rows: %d is not in [1, 4096]\n", r);
       std::exit(2);
     }
-  if (o.rows.empty() || o.blocks < 1 || o.block_steps < 1) {
-    std::fprintf(stderr, "--rows, --blocks and --block-steps must be positive\n");
+  if (o.rows.empty() || o.blocks < 1 || o.block_steps < 3) {
+    std::fprintf(stderr, "--rows and --blocks must be positive, --block-steps at least 3\n");
     std::exit(2);
   }
   return o;
@@ -573,14 +588,15 @@ int main(int argc, char** argv) {
       "bf16 weights %.2f GB, KV cache %d tokens per row\n"
       "esamp: the library's defaults at rank 128 (beta %.2f, warm start %d, young updates %d x "
       "%d); source layer %d normed, target %s\n"
-      "timing: per configuration %d blocks of %d consecutive steps after %d untimed; blocks of "
-      "all configurations of a row count interleaved; a block from an idle device to an idle "
-      "device; median over blocks\n\n",
+      "timing: per configuration %d blocks of %d consecutive steps after %d untimed, the blocks "
+      "of a row count's configurations interleaved; a step from its start on the engine stream "
+      "to the next step's, the first and last of each block left out; median of %d steps\n\n",
       kHidden, kLayers, kHeads, kKvHeads, kFfn, kVocab, model.weight_bytes() / 1e9, kContext,
       defaults.beta, defaults.warm_start, defaults.young_updates, defaults.young_repeat,
       Taps::of(defaults).source_layer,
       Taps::of(defaults).target_layer == kLayers ? "final-normed rows" : "a layer's normed input",
-      options.blocks, options.block_steps, 2 * options.block_steps);
+      options.blocks, options.block_steps, 2 * options.block_steps,
+      options.blocks * (options.block_steps - 2));
   // bf16 rounds the output by at most 2^-9 of its magnitude; the rest is summation order.
   std::vector<std::string> failures;
   for (const int rows : {1, std::min(3, max_rows)})
@@ -621,7 +637,8 @@ int main(int argc, char** argv) {
     for (int b = 0; b < options.blocks; ++b)
       for (std::size_t k = 0; k < runners.size(); ++k) {
         const std::size_t i = (k + static_cast<std::size_t>(b)) % runners.size();
-        ms[i].push_back(runners[i]->time_block(options.block_steps));
+        const std::vector<double> steps = runners[i]->time_steps(options.block_steps);
+        ms[i].insert(ms[i].end(), steps.begin(), steps.end());
       }
     for (const auto& r : runners) {
       const std::string failure = r->check_step(device_count_ptr);
