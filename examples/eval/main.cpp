@@ -114,8 +114,7 @@ void write_texts(std::ofstream& out, const EvalConfig& config, std::uint64_t see
     json.key("seed").value(fmt::format("{}", seed));
     json.key("prompt").value(static_cast<std::int64_t>(prompt));
     json.key("sample").value(static_cast<std::int64_t>(s));
-    json.key("perplexity")
-        .value(sample.base_logprobs.empty() ? std::nan("") : perplexity(sample.base_logprobs));
+    json.key("perplexity").value(perplexity(sample.base_logprobs));
     json.key("text").value(result.prompt_text + sample.text);
     json.key("continuation").value(sample.text).end_object();
     out << json.text() << '\n';

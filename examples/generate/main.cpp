@@ -280,8 +280,7 @@ void print_json(const Options& options, const std::string& model_path, const lla
         json.begin_object().key("text").value(sample.text).key("tokens").begin_array();
         for (const llama::TokenId token : sample.tokens) json.value(token);
         json.end_array().key("stopped").value(sample.stopped);
-        json.key("perplexity")
-            .value(sample.base_logprobs.empty() ? std::nan("") : perplexity(sample.base_logprobs));
+        json.key("perplexity").value(perplexity(sample.base_logprobs));
         json.end_object();
       }
       json.end_array().end_object();
