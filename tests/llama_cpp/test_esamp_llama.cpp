@@ -32,7 +32,7 @@ TEST_CASE("esamp-llama --compare --json reports both methods with their summarie
   CHECK_THAT(run.output, Catch::StartsWith("{\"model\":"));
   CHECK_THAT(run.output, Catch::Contains("\"method\":\"plain\""));
   CHECK_THAT(run.output, Catch::Contains("\"method\":\"esamp\""));
-  CHECK_THAT(run.output, Catch::Contains("\"mean_perplexity\":"));
+  CHECK_THAT(run.output, Catch::Contains("\"perplexity\":"));
 }
 
 // A story that the model ends at once: greedy, its first draw after this prompt is end-of-text.
