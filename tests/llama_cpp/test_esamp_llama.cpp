@@ -24,7 +24,9 @@ TEST_CASE("esamp-llama prints the greedy reference at beta 0 (after llama.cpp's 
   CHECK(run.output == " " + reference + " " + reference);
 }
 
-TEST_CASE("esamp-llama --compare --json reports both methods with their summaries") {
+TEST_CASE(
+    "esamp-llama --compare --json reports both methods with their summaries, calibrated, with the "
+    "guardrails") {
   const ProgramRun run = run_esamp_llama({"--model", model_file("stories260K.gguf"), "--samples",
                                           "3", "--tokens", "16", "--compare", "--json"},
                                          Capture::standard_output);
@@ -33,6 +35,10 @@ TEST_CASE("esamp-llama --compare --json reports both methods with their summarie
   CHECK_THAT(run.output, Catch::Contains("\"method\":\"plain\""));
   CHECK_THAT(run.output, Catch::Contains("\"method\":\"esamp\""));
   CHECK_THAT(run.output, Catch::Contains("\"perplexity\":"));
+  // The shared --compare: plain sampling's temperature calibrated, the guardrails reported.
+  CHECK_THAT(run.output, Catch::Contains("\"calibration\":{\"runs\":"));
+  for (const char* key : {"median_perplexity", "seq_rep_4", "loop_share", "relevance"})
+    CHECK_THAT(run.output, Catch::Contains(fmt::format("\"{}\":", key)));
 }
 
 // A story that the model ends at once: greedy, its first draw after this prompt is end-of-text.
