@@ -38,14 +38,89 @@ TEST_CASE("perplexity is exp of the mean negative log-probability") {
   CHECK_THAT(esamp::perplexity(uniform_over_50), WithinRel(50.0, 1e-6));
 }
 
-TEST_CASE("perplexity rejects empty and non-finite input") {
+TEST_CASE("perplexity of a sample that ended at once is NaN, not an error") {
+  // A sample whose first draw was end-of-text has no token: a valid sample with no perplexity.
   const std::vector<float> empty;
-  CHECK_THROWS_WITH(esamp::perplexity(empty), Contains("token_logprobs is empty"));
+  CHECK(std::isnan(esamp::perplexity(empty)));
+}
+
+TEST_CASE("perplexity rejects non-finite input") {
   const std::vector<float> impossible = {-1.0f, -std::numeric_limits<float>::infinity()};
   CHECK_THROWS_WITH(esamp::perplexity(impossible),
                     "perplexity: token_logprobs[1] = -inf: must be finite");
   const std::vector<float> nan = {std::nanf("")};
   CHECK_THROWS_AS(esamp::perplexity(nan), esamp::Error);
+}
+
+TEST_CASE("pooled perplexity weighs every token alike and skips samples with no token") {
+  // Samples of 1 token at p = 1/64 and 3 tokens at p = 1/2: pooled mean log p = (-6 ln2 - 3 ln2)/4,
+  // perplexity 2^(9/4) ≈ 4.76; the mean of per-sample perplexities, (64 + 2) / 2 = 33, is ruled
+  // by the short outlier.
+  const std::vector<float> outlier = {std::log(1.0f / 64.0f)};
+  const std::vector<float> plain = {std::log(0.5f), std::log(0.5f), std::log(0.5f)};
+  const std::vector<float> empty;
+  CHECK_THAT(esamp::pooled_perplexity({outlier, plain, empty}),
+             WithinRel(std::pow(2.0, 9.0 / 4.0), 1e-6));
+  CHECK(std::isnan(esamp::pooled_perplexity({empty, empty})));
+  CHECK(std::isnan(esamp::pooled_perplexity({})));
+  const std::vector<float> impossible = {-std::numeric_limits<float>::infinity()};
+  CHECK_THROWS_WITH(esamp::pooled_perplexity({plain, impossible}),
+                    "pooled_perplexity: token_logprobs[0] = -inf: must be finite");
+}
+
+TEST_CASE("median leaves out NaN and averages the middle two of an even count") {
+  const double nan = std::nan("");
+  CHECK(esamp::median({3.0, nan, 1.0, 2.0}) == 2.0);
+  CHECK(esamp::median({4.0, 1.0, 3.0, 2.0}) == 2.5);
+  CHECK(esamp::median({7.0}) == 7.0);
+  CHECK(std::isnan(esamp::median({nan})));
+  CHECK(std::isnan(esamp::median({})));
+}
+
+TEST_CASE("seq-rep-n counts the n-grams that repeat an earlier one of the same sample") {
+  // "a b c a b c a": 4-grams abca bcab cabc abca → 1 repeat of 4. Bigrams ab bc ca ab bc ca →
+  // 3 repeats of 6.
+  const std::vector<std::string> looping = {"a b c a b c a"};
+  CHECK_THAT(esamp::seq_rep_n_words(looping, 4), WithinRel(1.0 / 4.0, kTight));
+  CHECK_THAT(esamp::seq_rep_n_words(looping, 2), WithinRel(3.0 / 6.0, kTight));
+  // Repeats across samples do not count; pooled over samples: "x x x" has bigrams xx xx (1
+  // repeat), each "a b c" ab bc (none, though the second repeats the first), "q" none: 1 of 6.
+  const std::vector<std::string> two = {"a b c", "x x x", "a b c", "q"};
+  CHECK_THAT(esamp::seq_rep_n_words(two, 2), WithinRel(1.0 / 6.0, kTight));
+  CHECK(esamp::seq_rep_n_words({"a b c", ""}, 4) == 0.0);
+  CHECK(esamp::seq_rep_n_words({"never the same twice here"}, 1) == 0.0);
+  CHECK_THROWS_WITH(esamp::seq_rep_n({{1}}, 0), "seq_rep_n: n = 0: must be >= 1");
+}
+
+TEST_CASE("a sample ends in a loop when its last words repeat one unit three times, 12 words on") {
+  const auto loops = [](const std::string& text) {
+    return esamp::ends_in_loop(esamp::word_ids({text}).front());
+  };
+  // Period 3, written 4 times (12 words) after a free start.
+  CHECK(loops("once upon a time the cat sat . the cat sat . the cat sat . the cat sat ."));
+  // Period 6 three times: 18 words.
+  CHECK(loops("x and then he said no . and then he said no . and then he said no ."));
+  // One word twelve times, and eleven times.
+  CHECK(loops("so no no no no no no no no no no no no"));
+  CHECK_FALSE(loops("so no no no no no no no no no no no"));
+  // The unit repeated twice only, and a loop that the sample left before its end.
+  CHECK_FALSE(loops("the cat sat on the mat . the cat sat on the mat ."));
+  CHECK_FALSE(loops("a b a b a b a b a b a b a b then it stopped"));
+  CHECK_FALSE(loops(""));
+  // The share over samples.
+  CHECK_THAT(esamp::loop_end_share({"no no no no no no no no no no no no", "a b", ""}),
+             WithinRel(1.0 / 3.0, kTight));
+  CHECK(std::isnan(esamp::loop_end_share({})));
+}
+
+TEST_CASE("mean cosine to a reference: prompt relevance") {
+  // Rows (1,0), (1,1), (0,0) against (2,0): cosines 1, 1/√2, 0.
+  const Eigen::VectorXd reference = Eigen::Vector2d(2, 0);
+  CHECK_THAT(esamp::mean_cosine_to(reference, matrix(3, 2, {1, 0, 1, 1, 0, 0})),
+             WithinRel((1.0 + 1.0 / std::sqrt(2.0)) / 3.0, kTight));
+  CHECK(std::isnan(esamp::mean_cosine_to(reference, Eigen::MatrixXd(0, 2))));
+  CHECK_THROWS_WITH(esamp::mean_cosine_to(reference, matrix(1, 3, {1, 0, 0})),
+                    Contains("embeddings have 3 columns, the reference 2"));
 }
 
 TEST_CASE("distinct-n counts distinct n-grams over all samples of a prompt") {

@@ -45,27 +45,28 @@ class VersusH {
 // how the mixed prediction ŷ relates to h.
 class DiagnosticBackend final : public SamplerBackend {
  public:
-  DiagnosticBackend(const DistillerConfig& bank, const ExplorationConfig& exploration)
-      : inner_(bank, exploration),
-        mix_(exploration.mix),
-        target_sum_(Eigen::VectorXd::Zero(bank.hidden_size)),
-        target_squares_(Eigen::VectorXd::Zero(bank.hidden_size)) {}
+  // `inner`: the engine's backend, for a bank of `hidden` wide rows.
+  DiagnosticBackend(std::unique_ptr<SamplerBackend> inner, int hidden, MixMode mix)
+      : inner_(std::move(inner)),
+        mix_(mix),
+        target_sum_(Eigen::VectorXd::Zero(hidden)),
+        target_squares_(Eigen::VectorXd::Zero(hidden)) {}
 
-  Device device() const override { return inner_.device(); }
-  void reset_slot(int slot, int from) override { inner_.reset_slot(slot, from); }
+  Device device() const override { return inner_->device(); }
+  void reset_slot(int slot, int from) override { inner_->reset_slot(slot, from); }
   void begin_step(Span<const int> row_slots, Span<const float> row_beta) override {
     row_slots_.assign(row_slots.begin(), row_slots.end());
     row_beta_.assign(row_beta.begin(), row_beta.end());
-    inner_.begin_step(row_slots, row_beta);
+    inner_->begin_step(row_slots, row_beta);
   }
   void on_source(const ConstMatrixView& source) override {
-    inner_.on_source(source);
+    inner_->on_source(source);
     // ŷ as the bank predicts it now, before this step's update: what mix_hidden mixes in.
     if (mix_ != MixMode::latent ||
         std::all_of(row_beta_.begin(), row_beta_.end(), [](float b) { return b == 0.0f; }))
       return;
     y_hat_.resize(source.rows, source.cols);
-    LatentDistiller(inner_.bank())
+    LatentDistiller(inner_->bank())
         .predict(
             row_slots_, source,
             MatrixView(y_hat_.data(), y_hat_.rows(), y_hat_.cols(), y_hat_.cols(), DType::f32));
@@ -75,7 +76,7 @@ class DiagnosticBackend final : public SamplerBackend {
     target_.resize(target.rows, target.cols);
     for (std::int64_t r = 0; r < target.rows; ++r)
       for (std::int64_t c = 0; c < target.cols; ++c) target_(r, c) = target.at(r, c);
-    inner_.on_target(target);
+    inner_->on_target(target);
   }
 
   void mix_hidden(const MatrixView& final_hidden) override {
@@ -85,7 +86,7 @@ class DiagnosticBackend final : public SamplerBackend {
     // What a perfect distiller would mix in: the target tap, against h.
     for (Eigen::Index r = 0; r < before_.rows(); ++r)
       target_vs_h_.add(target_.row(r).cast<double>(), before_.row(r).cast<double>());
-    inner_.mix_hidden(final_hidden);
+    inner_->mix_hidden(final_hidden);
     for (std::int64_t r = 0; r < final_hidden.rows; ++r) {
       if (row_beta_[static_cast<std::size_t>(r)] == 0.0f) continue;
       bool mixed = false;
@@ -97,17 +98,17 @@ class DiagnosticBackend final : public SamplerBackend {
 
   void mix_logits(const MatrixView& logits, const ConstMatrixView& lm_head,
                   const Filter& filter) override {
-    inner_.mix_logits(logits, lm_head, filter);
+    inner_->mix_logits(logits, lm_head, filter);
   }
-  void end_step() override { inner_.end_step(); }
-  Stats stats() override { return inner_.stats(); }
-  BankState bank() override { return inner_.bank(); }
-  void set_bank(const BankState& state) override { inner_.set_bank(state); }
+  void end_step() override { inner_->end_step(); }
+  Stats stats() override { return inner_->stats(); }
+  BankState bank() override { return inner_->bank(); }
+  void set_bank(const BankState& state) override { inner_->set_bank(state); }
 
   Diagnostics diagnostics() {
     constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
     Diagnostics d;
-    d.stats = inner_.stats();
+    d.stats = inner_->stats();
     const auto n = static_cast<double>(target_rows_);
     d.target_variance =
         target_rows_ > 0 ? (target_squares_ / n - (target_sum_ / n).cwiseAbs2()).mean() : kNaN;
@@ -130,7 +131,7 @@ class DiagnosticBackend final : public SamplerBackend {
     target_rows_ += target.rows;
   }
 
-  cpu::Backend inner_;
+  std::unique_ptr<SamplerBackend> inner_;
   MixMode mix_;
   std::vector<int> row_slots_;      // [rows] this step's slots
   std::vector<float> row_beta_;     // [rows] β of each row, this step
@@ -147,14 +148,15 @@ class DiagnosticBackend final : public SamplerBackend {
 
 MetricValues prompt_metrics(const GenerationResult& result, const embed::SentenceEncoder* encoder) {
   const QualitySummary s = generation::summarize({result}, encoder);
-  return {s.mean_perplexity,   s.distinct_words[0], s.distinct_words[1], s.distinct_words[2],
-          s.distinct_words[3], s.ngram_cosine,      s.hidden_cosine,     s.ngram_vendi,
-          s.hidden_vendi,      s.semantic_cosine,   s.semantic_vendi};
+  return {s.perplexity,        s.median_perplexity, s.distinct_words[0], s.distinct_words[1],
+          s.distinct_words[2], s.distinct_words[3], s.ngram_cosine,      s.hidden_cosine,
+          s.ngram_vendi,       s.hidden_vendi,      s.semantic_cosine,   s.semantic_vendi,
+          s.seq_rep_4,         s.loop_share,        s.relevance};
 }
 
-ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokenizer,
-                      const std::vector<std::string>& prompts, const EvalSettings& settings,
-                      const EvalConfig& config, const embed::SentenceEncoder* encoder,
+ConfigResult evaluate(generation::SampleEngine& engine, const std::vector<std::string>& prompts,
+                      const EvalSettings& settings, const EvalConfig& config,
+                      const embed::SentenceEncoder* encoder,
                       const std::function<void(int)>& on_tokens, const ResultCallback& on_result) {
   ConfigResult out;
   out.config = config;
@@ -164,39 +166,39 @@ ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokeniz
   generation_settings.filter = config.filter;
   generation_settings.group_per_sample = config.group_per_sample;
   generation_settings.on_tokens = on_tokens;
+  const int sequence_tokens =
+      generation::max_sequence_tokens(engine, prompts, settings.max_new_tokens);
   Diagnostics total;
   double variance_sum = 0.0, residual_sum = 0.0, cosine_sum = 0.0, target_residual_sum = 0.0,
          target_cosine_sum = 0.0;
   const auto start = std::chrono::steady_clock::now();
   for (const std::uint64_t seed : settings.seeds) {
-    // A fresh engine and sampler per seed: a seed's numbers do not depend on the others'.
-    llama::Engine engine(model);
+    // A fresh sampler and context per seed: a seed's numbers do not depend on the others'.
     std::unique_ptr<ExploratorySampler> sampler;
     DiagnosticBackend* diagnostic = nullptr;
     if (config.esamp) {
       DistillerConfig distiller;
-      distiller.hidden_size = model.hparams.dim;
-      distiller.rank = config.rank > 0 ? config.rank : generation::default_rank(model.hparams);
+      distiller.rank = config.rank;  // 0: the engine's default_rank
       distiller.lr = config.lr;
       distiller.seed = seed;
       if (config.group_per_sample) distiller.slots = settings.samples;
       ExplorationConfig exploration = config.exploration;
       exploration.max_rows = settings.samples;
-      const BackendFactory observed =
-          [&](const DistillerConfig& bank,
-              const ExplorationConfig& e) -> std::unique_ptr<SamplerBackend> {
-        auto backend = std::make_unique<DiagnosticBackend>(bank, e);
+      const generation::BackendDecorator observed =
+          [&](std::unique_ptr<SamplerBackend> inner) -> std::unique_ptr<SamplerBackend> {
+        auto backend = std::make_unique<DiagnosticBackend>(std::move(inner), engine.hidden_size(),
+                                                           config.exploration.mix);
         diagnostic = backend.get();
         return backend;
       };
-      sampler = std::make_unique<ExploratorySampler>(model.hparams.layer_count, distiller,
-                                                     exploration, observed);
+      sampler = engine.make_sampler(distiller, exploration, observed);
     }
+    const std::unique_ptr<generation::SampleSession> session =
+        engine.open(sampler.get(), settings.samples, sequence_tokens);
     generation_settings.seed = seed;
     for (std::size_t p = 0; p < prompts.size(); ++p) {
       generation_settings.first_sequence = p * static_cast<std::uint64_t>(settings.samples);
-      const GenerationResult result =
-          generation::generate(engine, tokenizer, sampler.get(), prompts[p], generation_settings);
+      const GenerationResult result = session->generate(prompts[p], generation_settings);
       out.sampled_tokens += result.sampled_tokens;
       const auto metrics_start = std::chrono::steady_clock::now();
       out.units.push_back(prompt_metrics(result, encoder));

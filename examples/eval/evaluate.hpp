@@ -13,6 +13,7 @@
 #include "esamp/backend.hpp"
 #include "generate/generation.hpp"
 #include "generate/quality.hpp"
+#include "generate/sample_engine.hpp"
 #include "grid.hpp"
 #include "interval.hpp"
 
@@ -22,9 +23,10 @@ struct MetricInfo {
   std::string_view key;    // CSV / JSON column stem
   std::string_view title;  // Markdown heading
 };
-inline constexpr std::size_t kMetricCount = 11;
+inline constexpr std::size_t kMetricCount = 15;
 inline constexpr std::array<MetricInfo, kMetricCount> kMetrics = {{
-    {"perplexity", "perplexity"},
+    {"perplexity", "perplexity"},  // of the unit's pooled tokens (DESIGN.md §5)
+    {"median_perplexity", "median perplexity"},
     {"distinct_1", "distinct-1"},
     {"distinct_2", "distinct-2"},
     {"distinct_3", "distinct-3"},
@@ -35,6 +37,9 @@ inline constexpr std::array<MetricInfo, kMetricCount> kMetrics = {{
     {"hidden_vendi", "Vendi (hidden)"},
     {"semantic_cosine", "cosine (semantic)"},
     {"semantic_vendi", "Vendi (semantic)"},
+    {"seq_rep_4", "seq-rep-4"},
+    {"loop_share", "ending in a loop"},
+    {"relevance", "relevance"},
 }};
 // The index of a metric in kMetrics by key (compile-time: a wrong key does not build).
 constexpr std::size_t metric_index(std::string_view key) {
@@ -44,8 +49,8 @@ constexpr std::size_t metric_index(std::string_view key) {
 }
 using MetricValues = std::array<double, kMetricCount>;
 
-// One prompt's metrics (a GenerationResult scored with the base model); the semantic ones are NaN
-// without an encoder.
+// One prompt's metrics (a GenerationResult scored with the base model): generation::summarize's
+// fields; the semantic ones and relevance are NaN without an encoder.
 MetricValues prompt_metrics(const generation::GenerationResult& result,
                             const embed::SentenceEncoder* encoder);
 
@@ -87,13 +92,13 @@ struct ConfigResult {
 using ResultCallback = std::function<void(std::uint64_t seed, std::size_t prompt,
                                           const generation::GenerationResult& result)>;
 
-// Evaluates `config` on every prompt for every seed. Seed s draws with SampleKey.seed = s, its
+// Evaluates `config` on every prompt for every seed on `engine`. Seed s draws with seed s, its
 // distiller is initialised from s, and prompt p's samples are sequences p*samples ...; so a
 // configuration's numbers depend only on the seeds, never on the rest of the grid.
-// `encoder` (may be null) embeds each prompt's samples for the semantic metrics.
-ConfigResult evaluate(const llama::Model& model, const llama::Tokenizer& tokenizer,
-                      const std::vector<std::string>& prompts, const EvalSettings& settings,
-                      const EvalConfig& config, const embed::SentenceEncoder* encoder,
+// `encoder` (may be null) embeds each prompt's samples for the semantic metrics and relevance.
+ConfigResult evaluate(generation::SampleEngine& engine, const std::vector<std::string>& prompts,
+                      const EvalSettings& settings, const EvalConfig& config,
+                      const embed::SentenceEncoder* encoder,
                       const std::function<void(int)>& on_tokens = {},
                       const ResultCallback& on_result = {});
 

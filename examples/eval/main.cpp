@@ -15,7 +15,11 @@
 #include "evaluate.hpp"
 #include "generate/json_writer.hpp"
 #include "generate/progress.hpp"
+#include "generate/sample_engine.hpp"
 #include "grid.hpp"
+#ifdef ESAMP_EVAL_LLAMA_CPP
+#include "llama_cpp_engine.hpp"
+#endif
 #include "models/model_dir.hpp"
 #include "options.hpp"
 #include "report.hpp"
@@ -31,31 +35,52 @@ std::string resolve_model_path(const EvalOptions& options) {
   return options.model_path.empty() ? models::model_file("stories260K.gguf") : options.model_path;
 }
 
+// The engine --engine names; without it the own engine where it loads the model, else llama.cpp
+// (e.g. Gemma: only llama-architecture GGUFs run on the own engine), said on stderr.
+std::unique_ptr<generation::SampleEngine> load_engine(const EvalOptions& options,
+                                                      const std::string& model_path) {
+#ifdef ESAMP_EVAL_LLAMA_CPP
+  if (options.engine == "llama.cpp") {
+    if (!options.tokenizer_path.empty())
+      throw UsageError("--tokenizer: a llama2.c checkpoint runs on --engine own only");
+    return llama_cpp::llama_cpp_engine(model_path, options.threads);
+  }
+  if (options.engine.empty() && options.tokenizer_path.empty()) {
+    try {
+      return generation::own_engine(model_path, options.tokenizer_path);
+    } catch (const Error& e) {
+      if (!options.quiet)
+        fmt::print(stderr, "esamp-eval: the own engine cannot run it ({}): running on llama.cpp\n",
+                   e.what());
+      return llama_cpp::llama_cpp_engine(model_path, options.threads);
+    }
+  }
+#else
+  if (options.engine == "llama.cpp")
+    throw UsageError(
+        "--engine llama.cpp: this esamp-eval was built without llama.cpp (configure with "
+        "CMAKE_PREFIX_PATH naming scripts/build-llama-cpp's prefix)");
+#endif
+  return generation::own_engine(model_path, options.tokenizer_path);
+}
+
 // Values that only the loaded model can judge; a UsageError like the parser's.
 void check_against_model(const EvalOptions& options, const std::vector<EvalConfig>& grid,
-                         const std::vector<std::string>& prompts, const llama::Model& model,
-                         const llama::Tokenizer& tokenizer) {
-  const llama::Hyperparameters& hp = model.hparams;
+                         const std::vector<std::string>& prompts,
+                         const generation::SampleEngine& engine) {
   for (const EvalConfig& config : grid) {
     if (!config.esamp) continue;
-    if (config.rank > hp.dim)
+    if (config.rank > engine.hidden_size())
       throw UsageError(fmt::format("--curve {}: rank = {}: must be in [1, {}], the hidden size",
-                                   config.curve, config.rank, hp.dim));
+                                   config.curve, config.rank, engine.hidden_size()));
     try {
-      config.exploration.validate(hp.layer_count);
+      config.exploration.validate(engine.layer_count());
+      engine.check_serves(config.exploration);
     } catch (const Error& e) {
       throw UsageError(fmt::format("--curve {}: {}", config.curve, e.what()));
     }
   }
-  for (const std::string& prompt : prompts) {
-    const auto prompt_tokens = static_cast<int>(tokenizer.encode(prompt, true, false).size());
-    if (prompt_tokens + options.new_tokens > hp.context_length)
-      throw UsageError(fmt::format(
-          "--tokens {}: the prompt '{}' ({} tokens with BOS) leaves room for {} in the model's "
-          "context of {}",
-          options.new_tokens, prompt, prompt_tokens, hp.context_length - prompt_tokens,
-          hp.context_length));
-  }
+  generation::max_sequence_tokens(engine, prompts, options.new_tokens);
 }
 
 std::int64_t token_budget(const EvalSettings& settings, std::size_t prompts) {
@@ -71,9 +96,8 @@ std::string cost_class(const EvalConfig& config) {
 
 // Seconds per budgeted token of each cost class from its first configuration on the first prompts,
 // times the grid's budget. Printed before the run.
-double estimate_seconds(const llama::Model& model, const llama::Tokenizer& tokenizer,
-                        const std::vector<std::string>& prompts, const EvalSettings& settings,
-                        const std::vector<EvalConfig>& grid,
+double estimate_seconds(generation::SampleEngine& engine, const std::vector<std::string>& prompts,
+                        const EvalSettings& settings, const std::vector<EvalConfig>& grid,
                         const embed::SentenceEncoder* encoder) {
   const std::vector<std::string> calibration_prompts(
       prompts.begin(), prompts.begin() + std::min(prompts.size(), kCalibrationPrompts));
@@ -86,9 +110,8 @@ double estimate_seconds(const llama::Model& model, const llama::Tokenizer& token
   for (const EvalConfig& config : grid) {
     auto [it, fresh] = seconds_per_token.try_emplace(cost_class(config), 0.0);
     if (fresh)
-      it->second =
-          evaluate(model, tokenizer, calibration_prompts, calibration, config, encoder).seconds /
-          calibration_budget;
+      it->second = evaluate(engine, calibration_prompts, calibration, config, encoder).seconds /
+                   calibration_budget;
     total += it->second * static_cast<double>(token_budget(settings, prompts.size()));
   }
   std::string rates;
@@ -114,8 +137,7 @@ void write_texts(std::ofstream& out, const EvalConfig& config, std::uint64_t see
     json.key("seed").value(fmt::format("{}", seed));
     json.key("prompt").value(static_cast<std::int64_t>(prompt));
     json.key("sample").value(static_cast<std::int64_t>(s));
-    json.key("perplexity")
-        .value(sample.base_logprobs.empty() ? std::nan("") : perplexity(sample.base_logprobs));
+    json.key("perplexity").value(perplexity(sample.base_logprobs));
     json.key("text").value(result.prompt_text + sample.text);
     json.key("continuation").value(sample.text).end_object();
     out << json.text() << '\n';
@@ -148,15 +170,15 @@ int run_program(int argc, const char* const* argv) {
   if (!options.texts_path.empty() && !(texts.open(options.texts_path), texts))
     throw UsageError(fmt::format("--texts {}: the file cannot be written", options.texts_path));
 
-  const llama::Model model = generation::load_model(info.model, options.tokenizer_path);
-  const llama::Tokenizer tokenizer(model.vocabulary);
-  check_against_model(options, grid, prompts, model, tokenizer);
+  const std::unique_ptr<generation::SampleEngine> engine = load_engine(options, info.model);
+  info.engine = std::string(engine->name());
+  check_against_model(options, grid, prompts, *engine);
   const std::unique_ptr<embed::SentenceEncoder> encoder =
       generation::load_encoder_if_present("esamp-eval", options.quiet);
   if (encoder) info.embedder = *embed::find_embedder_dir();
 
   if (options.dry_run || !options.quiet)
-    estimate_seconds(model, tokenizer, prompts, info.settings, grid, encoder.get());
+    estimate_seconds(*engine, prompts, info.settings, grid, encoder.get());
   if (options.dry_run) {
     for (const EvalConfig& config : grid) fmt::print("{}: {}\n", config.curve, config.label());
     return 0;
@@ -173,7 +195,7 @@ int run_program(int argc, const char* const* argv) {
         write_texts(texts, config, seed, p, r);
       };
     results.push_back(evaluate(
-        model, tokenizer, prompts, info.settings, config, encoder.get(),
+        *engine, prompts, info.settings, config, encoder.get(),
         [&progress](int tokens) { progress.advance(tokens); }, on_result));
     info.seconds += results.back().seconds;
     if (!options.quiet) {
@@ -181,13 +203,13 @@ int run_program(int argc, const char* const* argv) {
       progress.finish();  // the bar redraws on the next advance
       fmt::print(
           stderr,
-          "[{}/{}] {}: {}: perplexity {:.3f}, Vendi semantic {:.3f}, n-gram {:.3f}, hidden {:.3f} "
-          "({:.1f} s)\n",
+          "[{}/{}] {}: {}: perplexity {:.3f}, Vendi semantic {:.3f}, n-gram {:.3f}; seq-rep-4 "
+          "{:.3f}, relevance {:.3f} ({:.1f} s)\n",
           results.size(), grid.size(), config.curve, config.label(),
           r.metrics[metric_index("perplexity")].mean,
           r.metrics[metric_index("semantic_vendi")].mean,
-          r.metrics[metric_index("ngram_vendi")].mean, r.metrics[metric_index("hidden_vendi")].mean,
-          r.seconds);
+          r.metrics[metric_index("ngram_vendi")].mean, r.metrics[metric_index("seq_rep_4")].mean,
+          r.metrics[metric_index("relevance")].mean, r.seconds);
     }
   }
   progress.finish();

@@ -47,6 +47,17 @@ const std::vector<OptionSpec<EvalOptions>>& option_table() {
        [](EvalOptions& o, auto, const std::string& v) { o.model_path = v; }},
       {"--tokenizer", "PATH", "llama2.c tokenizer file (tok512.bin) for a .bin model",
        [](EvalOptions& o, auto, const std::string& v) { o.tokenizer_path = v; }},
+      {"--engine", "own|llama.cpp",
+       "the engine: own (the llama example engine: llama GGUFs, llama2.c) or llama.cpp (any GGUF "
+       "it loads) [own where it loads the model, else llama.cpp]",
+       [](EvalOptions& o, auto option, const std::string& v) {
+         o.engine = generation::parse_choice<std::string_view>(
+             option, v, {{"own", "own"}, {"llama.cpp", "llama.cpp"}});
+       }},
+      {"--threads", "N", "llama.cpp threads [its default]",
+       [](EvalOptions& o, auto option, const std::string& v) {
+         o.threads = parse_int(option, v, 1, 1024);
+       }},
       {"--prompts-file", "PATH",
        "one prompt per line, blank lines skipped [bench/prompts/stories.txt]",
        [](EvalOptions& o, auto, const std::string& v) { o.prompts_file = v; }},

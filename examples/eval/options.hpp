@@ -12,6 +12,8 @@ namespace esamp::eval {
 struct EvalOptions {
   std::string model_path;      // empty: models::model_file("stories260K.gguf")
   std::string tokenizer_path;  // set: model_path is a llama2.c checkpoint
+  std::string engine;          // "own", "llama.cpp", or empty: chosen by the model (main.cpp)
+  int threads = 0;             // llama.cpp threads; 0: its default
   std::string prompts_file;    // empty: bench/prompts/stories.txt of the source tree
   int prompt_limit = 0;        // use the first N prompts; 0 = all
   int samples = 16;

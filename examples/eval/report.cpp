@@ -48,7 +48,24 @@ std::string embedding_time(const std::vector<ConfigResult>& results) {
 
 constexpr std::size_t kPerplexity = metric_index("perplexity");
 
+// The position of metric `key` in kGapMetrics.
+constexpr std::size_t gap_index(std::string_view key) {
+  for (std::size_t g = 0; g < kGapMetrics.size(); ++g)
+    if (kGapMetrics[g] == metric_index(key)) return g;
+  return kGapMetrics.size();
+}
+
 }  // namespace
+
+std::string verdict(const FrontierGap& gap) {
+  const Interval& semantic = gap.gaps[gap_index("semantic_vendi")];
+  if (!std::isfinite(semantic.mean)) return "–";
+  if (!(semantic.lo > 0.0)) return "no gain";
+  if (gap.gaps[gap_index("seq_rep_4")].lo > 0.0 || gap.gaps[gap_index("loop_share")].lo > 0.0)
+    return "more repetition";
+  if (gap.gaps[gap_index("relevance")].hi < 0.0) return "less relevant";
+  return "win";
+}
 
 std::vector<FrontierGap> frontier_gaps(const std::vector<ConfigResult>& results) {
   std::vector<std::string> baselines;  // plain curves, in order of first appearance
@@ -133,6 +150,42 @@ std::string csv_text(const std::vector<ConfigResult>& results) {
   return text;
 }
 
+namespace {
+
+// The headline: esamp against each baseline at matched perplexity, diversity and guardrails.
+std::string headline_text(const std::vector<ConfigResult>& results,
+                          const std::vector<FrontierGap>& gaps) {
+  if (gaps.empty()) return {};
+  std::string text =
+      "## At matched perplexity\n\n"
+      "esamp minus the baseline curve interpolated (linearly in mean perplexity) to the esamp "
+      "configuration's perplexity; paired per prompt x seed, mean [95% t-interval]. A win: "
+      "semantic Vendi's interval above 0 with neither guardrail significantly worse "
+      "(repetition: seq-rep-4 and the share ending in a loop; relevance).\n\n"
+      "| esamp configuration | perplexity | baseline |";
+  for (std::size_t g = 0; g < kGapMetrics.size(); ++g) {
+    text += fmt::format(" Δ {} |", kMetrics[kGapMetrics[g]].title);
+    if (g == gap_index("relevance")) text += " win? |";
+  }
+  text += " between |\n|---|---:|---|";
+  for (std::size_t g = 0; g <= kGapMetrics.size(); ++g) text += "---:|";
+  text += "---|\n";
+  for (const FrontierGap& gap : gaps) {
+    const ConfigResult& e = results[gap.config];
+    text += fmt::format("| {}: {} | {:.3f} | {} |", e.config.curve, e.config.label(),
+                        e.metrics[kPerplexity].mean, gap.baseline);
+    for (std::size_t g = 0; g < kGapMetrics.size(); ++g) {
+      text += fmt::format(" {} |", bracketed(gap.gaps[g], 3));
+      if (g == gap_index("relevance")) text += fmt::format(" {} |", verdict(gap));
+    }
+    text += fmt::format(" {} … {} |\n", results[gap.lower].config.label(),
+                        results[gap.upper].config.label());
+  }
+  return text + "\n";
+}
+
+}  // namespace
+
 std::string markdown_text(const RunInfo& info, const std::vector<ConfigResult>& results,
                           const std::vector<FrontierGap>& gaps) {
   std::string seeds;
@@ -140,16 +193,18 @@ std::string markdown_text(const RunInfo& info, const std::vector<ConfigResult>& 
     seeds += fmt::format("{}{}", seeds.empty() ? "" : ",", s);
   std::string text = fmt::format(
       "# esamp-eval\n\n"
-      "- model: {}\n- prompts: {} from {}; {} samples per prompt, at most {} new tokens; seeds {}\n"
+      "- model: {} (engine: {})\n- prompts: {} from {}; {} samples per prompt, at most {} new "
+      "tokens; seeds {}\n"
       "- {} configurations in {:.0f} s{}\n"
       "- semantic diversity: {}\n"
       "- every cell: mean over prompts x seeds ± the half-width of its 95% t-interval\n\n",
-      info.model, info.prompts, info.prompts_file, info.settings.samples,
+      info.model, info.engine, info.prompts, info.prompts_file, info.settings.samples,
       info.settings.max_new_tokens, seeds, results.size(), info.seconds, embedding_time(results),
       info.embedder.empty()
           ? "not measured (no sentence encoder)"
           : "all-MiniLM-L6-v2 embeddings of the samples without the prompt, from " + info.embedder);
-  text += "| curve | configuration |";
+  text += headline_text(results, gaps);
+  text += "## Every configuration\n\n| curve | configuration |";
   for (const MetricInfo& metric : kMetrics) text += fmt::format(" {} |", metric.title);
   text += " loss / target var |\n|---|---|";
   for (std::size_t m = 0; m <= kMetricCount; ++m) text += "---:|";
@@ -159,24 +214,6 @@ std::string markdown_text(const RunInfo& info, const std::vector<ConfigResult>& 
     for (std::size_t m = 0; m < kMetricCount; ++m)
       text += fmt::format(" {} |", plus_minus(r.metrics[m], m == kPerplexity ? 3 : 4));
     text += r.diagnostics ? fmt::format(" {:.3f} |\n", unexplained(*r.diagnostics)) : " – |\n";
-  }
-  if (gaps.empty()) return text;
-  text +=
-      "\n## At matched perplexity\n\n"
-      "esamp minus the baseline curve interpolated (linearly in mean perplexity) to the esamp "
-      "configuration's perplexity; paired per prompt x seed, mean [95% t-interval].\n\n"
-      "| esamp configuration | perplexity | baseline | between |";
-  for (const std::size_t m : kGapMetrics) text += fmt::format(" Δ {} |", kMetrics[m].title);
-  text += "\n|---|---:|---|---|";
-  for (std::size_t g = 0; g < kGapMetrics.size(); ++g) text += "---:|";
-  text += '\n';
-  for (const FrontierGap& gap : gaps) {
-    const ConfigResult& e = results[gap.config];
-    text += fmt::format("| {}: {} | {:.3f} | {} | {} … {} |", e.config.curve, e.config.label(),
-                        e.metrics[kPerplexity].mean, gap.baseline,
-                        results[gap.lower].config.label(), results[gap.upper].config.label());
-    for (const Interval& g : gap.gaps) text += fmt::format(" {} |", bracketed(g, 3));
-    text += '\n';
   }
   return text;
 }
@@ -189,7 +226,7 @@ std::string json_text(const RunInfo& info, const std::vector<ConfigResult>& resu
     json.key("hi").value(interval.hi).key("count").value(static_cast<std::int64_t>(interval.count));
     json.end_object();
   };
-  json.begin_object().key("model").value(info.model);
+  json.begin_object().key("model").value(info.model).key("engine").value(info.engine);
   json.key("prompts_file").value(info.prompts_file);
   json.key("prompts").value(static_cast<std::int64_t>(info.prompts));
   json.key("samples").value(info.settings.samples);
@@ -255,6 +292,7 @@ std::string json_text(const RunInfo& info, const std::vector<ConfigResult>& resu
     json.key("lower").value(static_cast<std::int64_t>(gap.lower));
     json.key("upper").value(static_cast<std::int64_t>(gap.upper));
     json.key("weight").value(gap.weight);
+    json.key("verdict").value(verdict(gap));
     for (std::size_t g = 0; g < kGapMetrics.size(); ++g) {
       json.key(fmt::format("{}_gap", kMetrics[kGapMetrics[g]].key));
       write_interval(gap.gaps[g]);

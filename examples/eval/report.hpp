@@ -11,12 +11,15 @@
 
 namespace esamp::eval {
 
-// Diversity metrics compared at matched perplexity; the first, meaning, is the headline.
-inline constexpr std::array<std::size_t, 3> kGapMetrics = {
-    metric_index("semantic_vendi"), metric_index("ngram_vendi"), metric_index("hidden_vendi")};
+// Metrics compared at matched perplexity: the headline diversity (meaning) first, then the
+// guardrails that must not be worse for a gain to count (DESIGN.md §5), then lexical and hidden
+// diversity.
+inline constexpr std::array<std::size_t, 6> kGapMetrics = {
+    metric_index("semantic_vendi"), metric_index("seq_rep_4"),   metric_index("loop_share"),
+    metric_index("relevance"),      metric_index("ngram_vendi"), metric_index("hidden_vendi")};
 
 // One esamp configuration against one baseline curve (a curve of plain configurations) at the
-// esamp configuration's mean perplexity: the baseline's diversity there is the linear
+// esamp configuration's mean perplexity: the baseline's metrics there are the linear
 // interpolation, in mean perplexity, between its two configurations that bracket it. The gap is
 // paired per unit (prompt x seed): d_u = m_esamp,u − ((1−w)·m_lower,u + w·m_upper,u).
 struct FrontierGap {
@@ -28,12 +31,19 @@ struct FrontierGap {
   std::array<Interval, kGapMetrics.size()> gaps{};
 };
 
+// The headline's reading of a gap: "win" when semantic Vendi's 95% interval lies above 0 and
+// neither guardrail is significantly worse (the intervals of seq-rep-4's and the loop share's
+// differences do not lie above 0, relevance's does not lie below 0); else what stops it: "no
+// gain", "more repetition", "less relevant"; "–" without semantic metrics.
+std::string verdict(const FrontierGap& gap);
+
 // Every (esamp configuration, baseline curve) pair whose perplexity the curve brackets.
 std::vector<FrontierGap> frontier_gaps(const std::vector<ConfigResult>& results);
 
 // What the reports say about the run itself.
 struct RunInfo {
   std::string model;
+  std::string engine;  // "own" or "llama.cpp"
   std::string prompts_file;
   std::size_t prompts = 0;
   EvalSettings settings;

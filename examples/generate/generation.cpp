@@ -92,9 +92,7 @@ llama::Model load_model(const std::string& model_path, const std::string& tokeni
   return llama::load_llama2c(model_path, tokenizer_path);
 }
 
-int default_rank(const llama::Hyperparameters& hparams) {
-  return std::min(DistillerConfig{}.rank, hparams.dim);
-}
+int default_rank(int hidden_size) { return std::min(DistillerConfig{}.rank, hidden_size); }
 
 std::unique_ptr<ExploratorySampler> make_sampler(const llama::Hyperparameters& hparams,
                                                  DistillerConfig distiller,

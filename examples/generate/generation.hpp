@@ -24,7 +24,8 @@ namespace esamp::generation {
 llama::Model load_model(const std::string& model_path, const std::string& tokenizer_path);
 
 // The rank DESIGN.md defaults to (128), capped at the model's hidden size.
-int default_rank(const llama::Hyperparameters& hparams);
+int default_rank(int hidden_size);
+inline int default_rank(const llama::Hyperparameters& hparams) { return default_rank(hparams.dim); }
 
 // A CPU sampler for `hparams`' model: `distiller.hidden_size` is taken from the model.
 std::unique_ptr<ExploratorySampler> make_sampler(const llama::Hyperparameters& hparams,

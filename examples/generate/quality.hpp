@@ -17,9 +17,13 @@ struct QualitySummary {
   std::int64_t samples = 0;
   std::int64_t sampled_tokens = 0;
   double tokens_per_second = 0.0;  // all draws over the wall time of every generation
-  // Mean over samples of exp(-mean base log-prob); samples with no token are left out.
-  double mean_perplexity = 0.0;
-  // Diversity within each prompt's samples, averaged over prompts. Words are whitespace-separated.
+  // Every metric below is one prompt's (its samples: the unit of DESIGN.md §5), averaged over the
+  // prompts where it is defined (NaN where it is nowhere).
+  // Coherence: the perplexity under the base model of the prompt's pooled tokens, and the median
+  // of its samples' own perplexities (a sample with no token has none).
+  double perplexity = 0.0;
+  double median_perplexity = 0.0;
+  // Diversity within each prompt's samples. Words are whitespace-separated.
   std::array<double, 4> distinct_words{};  // distinct-1 .. distinct-4 over words
   double ngram_cosine = 0.0;               // mean pairwise cosine of word 1-2-gram TF vectors
   double hidden_cosine = 0.0;  // mean pairwise cosine of mean-pooled final hidden states
@@ -29,20 +33,28 @@ struct QualitySummary {
   // a shared prefix does not inflate similarity): what the samples mean. NaN without an encoder.
   double semantic_cosine = 0.0;
   double semantic_vendi = 0.0;
+  // The guardrails: seq-rep-4 (the share of a sample's word 4-grams that repeat an earlier one of
+  // the same sample, pooled over the prompt's samples), the share of samples that end in a loop
+  // (esamp::ends_in_loop) and prompt relevance (mean sentence-encoder cosine between the prompt
+  // and each non-empty continuation; NaN without an encoder).
+  double seq_rep_4 = 0.0;
+  double loop_share = 0.0;
+  double relevance = 0.0;
 };
 
-// Per prompt: semantic (mean pairwise cosine, Vendi) of the samples' texts, each without the
-// prompt.
-struct SemanticDiversity {
+// Per prompt, from the sentence encoder: semantic diversity (mean pairwise cosine, Vendi) of the
+// samples' texts, each without the prompt, and their relevance to the prompt.
+struct SemanticMetrics {
   double cosine = 0.0;  // NaN with fewer than two samples
   double vendi = 0.0;
+  double relevance = 0.0;  // NaN when every continuation is empty
 };
-SemanticDiversity semantic_diversity(const embed::SentenceEncoder& encoder,
-                                     const GenerationResult& result);
+SemanticMetrics semantic_metrics(const embed::SentenceEncoder& encoder,
+                                 const GenerationResult& result);
 
 // Needs results generated with score_with_base_model. Pairwise cosines need two samples per prompt
 // (NaN otherwise); perplexity needs one non-empty sample (NaN otherwise). Without an encoder the
-// semantic fields are NaN.
+// semantic fields and relevance are NaN.
 QualitySummary summarize(const std::vector<GenerationResult>& results,
                          const embed::SentenceEncoder* encoder = nullptr);
 

@@ -193,9 +193,14 @@ generation::GenerationResult Generator::generate(std::string_view prompt,
     draw(/*from_prefill=*/true);
   }
 
-  const GroupId group =
-      adapter_ ? adapter_->open_group(Span<const llama_seq_id>(sequences.data(), samples))
-               : GroupId{0};
+  // One esamp group for the prompt's samples, or one per sample (GenerationSettings).
+  std::vector<GroupId> groups;
+  if (adapter_ && settings.group_per_sample) {
+    for (const llama_seq_id& sequence : sequences)
+      groups.push_back(adapter_->open_group(Span<const llama_seq_id>(&sequence, 1)));
+  } else if (adapter_) {
+    groups.push_back(adapter_->open_group(Span<const llama_seq_id>(sequences.data(), samples)));
+  }
   Batch step(settings.samples, 1);
   while (!active.empty()) {
     step.clear();
@@ -208,7 +213,7 @@ generation::GenerationResult Generator::generate(std::string_view prompt,
       fail("llama_decode returned {}", status);
     draw(/*from_prefill=*/false);
   }
-  if (adapter_) adapter_->close_group(group);
+  for (const GroupId group : groups) adapter_->close_group(group);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (generation::Sample& sample : result.samples)
     sample.text =

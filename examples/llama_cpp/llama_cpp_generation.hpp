@@ -81,8 +81,9 @@ class Generator {
   Generator& operator=(const Generator&) = delete;
 
   // settings.samples samples of `prompt` as one batch (prefill shared by every sequence, without
-  // hooks), one group of the sampler; re-scored under the base model when asked. Draws come from
-  // each sample's chain, seeded by chain_seed(settings.seed, settings.first_sequence + sample).
+  // hooks), one group of the sampler (one per sample with settings.group_per_sample); re-scored
+  // under the base model when asked. Draws come from each sample's chain, seeded by
+  // chain_seed(settings.seed, settings.first_sequence + sample).
   generation::GenerationResult generate(std::string_view prompt,
                                         const generation::GenerationSettings& settings);
 

@@ -1,5 +1,6 @@
-// Evaluation metrics of DESIGN.md §5: perplexity (coherence) and the diversity of the n samples of
-// one prompt (distinct-n, mean pairwise cosine similarity, Vendi score, the n-gram kernel).
+// Evaluation metrics of DESIGN.md §5: perplexity (coherence), the diversity of the n samples of one
+// prompt (distinct-n, mean pairwise cosine similarity, Vendi score, the n-gram kernel) and the
+// guardrails beside it (within-sample repetition, loops at a sample's end).
 #pragma once
 
 #include <Eigen/Dense>
@@ -7,6 +8,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,18 +20,55 @@
 
 namespace esamp {
 
-// exp(-mean log p) over one sample's tokens, natural log. Logprobs must be finite (a -inf would
-// mean an impossible token, an infinite perplexity that would poison every mean it enters).
-inline double perplexity(Span<const float> token_logprobs) {
-  if (token_logprobs.empty())
-    fail("perplexity: token_logprobs is empty, expected at least one token");
+namespace detail {
+// Σ log p of one sample's tokens, each checked finite (a -inf would mean an impossible token, an
+// infinite perplexity that would poison every mean it enters).
+inline double logprob_sum(Span<const float> token_logprobs, const char* what) {
   double sum = 0.0;
   for (std::size_t i = 0; i < token_logprobs.size(); ++i) {
     if (!std::isfinite(token_logprobs[i]))
-      fail("perplexity: token_logprobs[{}] = {}: must be finite", i, token_logprobs[i]);
+      fail("{}: token_logprobs[{}] = {}: must be finite", what, i, token_logprobs[i]);
     sum += token_logprobs[i];
   }
+  return sum;
+}
+}  // namespace detail
+
+// exp(-mean log p) over one sample's tokens, natural log. A sample that ended at once (no token)
+// is a valid sample with no perplexity: NaN, which every mean and median here leaves out.
+inline double perplexity(Span<const float> token_logprobs) {
+  const double sum = detail::logprob_sum(token_logprobs, "perplexity");
+  if (token_logprobs.empty()) return std::numeric_limits<double>::quiet_NaN();
   return std::exp(-sum / static_cast<double>(token_logprobs.size()));
+}
+
+// The perplexity of a unit's pooled tokens, exp of their mean negative log-probability over every
+// token of every sample (DESIGN.md §5): each token weighs the same, so a few short outliers do not
+// rule it as they rule a mean of per-sample perplexities. NaN when no sample has a token.
+inline double pooled_perplexity(const std::vector<Span<const float>>& samples) {
+  double sum = 0.0;
+  std::size_t tokens = 0;
+  for (const Span<const float> sample : samples) {
+    sum += detail::logprob_sum(sample, "pooled_perplexity");
+    tokens += sample.size();
+  }
+  if (tokens == 0) return std::numeric_limits<double>::quiet_NaN();
+  return std::exp(-sum / static_cast<double>(tokens));
+}
+
+// The median of the finite values (the mean of the middle two for an even count); NaN when none is.
+inline double median(std::vector<double> values) {
+  values.erase(
+      std::remove_if(values.begin(), values.end(), [](double v) { return !std::isfinite(v); }),
+      values.end());
+  if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
+  const std::size_t middle = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(middle),
+                   values.end());
+  const double upper = values[middle];
+  if (values.size() % 2 == 1) return upper;
+  return 0.5 * (upper + *std::max_element(values.begin(),
+                                          values.begin() + static_cast<std::ptrdiff_t>(middle)));
 }
 
 // Distinct n-grams / total n-grams, pooled over the samples of one prompt (n-grams never straddle
@@ -65,8 +104,57 @@ inline std::vector<std::string> split_words(std::string_view text) {
   return words;
 }
 
-// distinct_n over words: each distinct word gets an id, then the token-id version counts.
-inline double distinct_n_words(const std::vector<std::string>& texts, int n) {
+// Within-sample repetition seq-rep-n: of a sample's n-grams (token or word ids), how many repeat
+// an n-gram that occurred earlier in the same sample. Pooled over samples like distinct_n: the
+// repeats of every sample over the n-grams of every sample (n-grams never straddle samples), so a
+// sample shorter than n adds nothing. 0 when no sample is n long: nothing repeats.
+inline double seq_rep_n(const std::vector<std::vector<int>>& samples, int n) {
+  if (n < 1) fail("seq_rep_n: n = {}: must be >= 1", n);
+  const auto length = static_cast<std::size_t>(n);
+  std::size_t ngrams = 0, repeats = 0;
+  for (const std::vector<int>& sample : samples) {
+    if (sample.size() < length) continue;
+    std::vector<const int*> seen;  // this sample's n-grams, each by its first token
+    for (std::size_t start = 0; start + length <= sample.size(); ++start)
+      seen.push_back(sample.data() + start);
+    const auto less = [length](const int* a, const int* b) {
+      return std::lexicographical_compare(a, a + length, b, b + length);
+    };
+    const auto equal = [length](const int* a, const int* b) {
+      return std::equal(a, a + length, b);
+    };
+    ngrams += seen.size();
+    std::sort(seen.begin(), seen.end(), less);
+    // Every occurrence but the first of each distinct n-gram is a repeat.
+    repeats += seen.size() - static_cast<std::size_t>(std::unique(seen.begin(), seen.end(), equal) -
+                                                      seen.begin());
+  }
+  return ngrams == 0 ? 0.0 : static_cast<double>(repeats) / static_cast<double>(ngrams);
+}
+
+// The shortest loop ends_in_loop counts: a unit of p words written at least three times, and at
+// least this many words in all (so "no, no, no." is not a loop, twelve "no,"s are).
+inline constexpr std::size_t kLoopMinWords = 12;
+
+// Whether a sample is stuck in a loop at its end: for some period p >= 1, its last
+// max(3p, kLoopMinWords) words repeat with period p (each equals the word p before it), i.e. the
+// sample ends with at least three copies of one p-word unit covering at least kLoopMinWords words.
+// Ids are word (or token) ids; a sample shorter than kLoopMinWords never is.
+inline bool ends_in_loop(const std::vector<int>& words) {
+  const std::size_t n = words.size();
+  for (std::size_t period = 1; 3 * period <= n; ++period) {
+    const std::size_t span = std::max(3 * period, kLoopMinWords);
+    if (span > n) continue;
+    bool periodic = true;
+    for (std::size_t i = n - span + period; i < n && periodic; ++i)
+      periodic = words[i] == words[i - period];
+    if (periodic) return true;
+  }
+  return false;
+}
+
+// The word ids of each text (split_words; equal words, equal ids across texts).
+inline std::vector<std::vector<int>> word_ids(const std::vector<std::string>& texts) {
   std::unordered_map<std::string, int> ids;
   std::vector<std::vector<int>> samples;
   samples.reserve(texts.size());
@@ -76,7 +164,25 @@ inline double distinct_n_words(const std::vector<std::string>& texts, int n) {
       sample.push_back(
           ids.try_emplace(std::move(word), static_cast<int>(ids.size())).first->second);
   }
-  return distinct_n(samples, n);
+  return samples;
+}
+
+// distinct_n over whitespace-separated words.
+inline double distinct_n_words(const std::vector<std::string>& texts, int n) {
+  return distinct_n(word_ids(texts), n);
+}
+
+// seq_rep_n over whitespace-separated words: seq-rep-4 is seq_rep_n_words(texts, 4).
+inline double seq_rep_n_words(const std::vector<std::string>& texts, int n) {
+  return seq_rep_n(word_ids(texts), n);
+}
+
+// The share of texts that end in a loop of words (ends_in_loop); NaN for no text.
+inline double loop_end_share(const std::vector<std::string>& texts) {
+  if (texts.empty()) return std::numeric_limits<double>::quiet_NaN();
+  const std::vector<std::vector<int>> samples = word_ids(texts);
+  const auto looping = std::count_if(samples.begin(), samples.end(), ends_in_loop);
+  return static_cast<double>(looping) / static_cast<double>(texts.size());
 }
 
 namespace detail {
@@ -114,6 +220,26 @@ inline double mean_pairwise_cosine(const Eigen::Ref<const Eigen::MatrixXd>& embe
   // The off-diagonal sum counts each pair twice; the diagonal is exactly n.
   const double pair_sum = (similarity.sum() - static_cast<double>(n)) / 2.0;
   return pair_sum / (static_cast<double>(n) * static_cast<double>(n - 1) / 2.0);
+}
+
+// Mean over the rows of embeddings [samples, dims] of cos(row, reference [dims]): prompt relevance
+// is this with the prompt's sentence embedding as the reference and the continuations' as rows
+// (DESIGN.md §5). A zero vector has cosine 0 to anything; NaN for no row.
+inline double mean_cosine_to(const Eigen::Ref<const Eigen::VectorXd>& reference,
+                             const Eigen::Ref<const Eigen::MatrixXd>& embeddings) {
+  if (embeddings.cols() != reference.size())
+    fail("mean_cosine_to: embeddings have {} columns, the reference {}: expected equal",
+         embeddings.cols(), reference.size());
+  detail::check_finite(reference, "mean_cosine_to: reference");
+  detail::check_finite(embeddings, "mean_cosine_to: embeddings");
+  if (embeddings.rows() == 0) return std::numeric_limits<double>::quiet_NaN();
+  const double reference_norm = reference.norm();
+  double sum = 0.0;
+  for (Eigen::Index r = 0; r < embeddings.rows(); ++r) {
+    const double norms = reference_norm * embeddings.row(r).norm();
+    if (norms > 0.0) sum += embeddings.row(r).dot(reference) / norms;
+  }
+  return sum / static_cast<double>(embeddings.rows());
 }
 
 // Vendi score exp(-Σ λ log λ), λ = eigenvalues of K/n, for a similarity kernel K [n, n] that is

@@ -1,6 +1,8 @@
 // The frontier gap at matched perplexity and the CSV, Markdown and JSON writers, on results built
 // by hand so that every number can be checked.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -64,8 +66,12 @@ TEST_CASE("the frontier gap interpolates the baseline at the esamp perplexity, p
   const Interval& semantic = gap.gaps[0];
   CHECK_THAT(semantic.mean, WithinAbs(1.5, 1e-12));
   CHECK_THAT(semantic.hi - semantic.mean, WithinRel(kT975Dof1 * 0.5, 1e-6));
-  const Interval& hidden = gap.gaps[2];  // every hidden Vendi is 1: no gap, no spread
-  CHECK(kGapMetrics[2] == kHiddenVendi);
+  // The guardrails come next, in the same table.
+  CHECK(kGapMetrics[1] == metric_index("seq_rep_4"));
+  CHECK(kGapMetrics[2] == metric_index("loop_share"));
+  CHECK(kGapMetrics[3] == metric_index("relevance"));
+  const Interval& hidden = gap.gaps[5];  // every hidden Vendi is 1: no gap, no spread
+  CHECK(kGapMetrics[5] == kHiddenVendi);
   CHECK(hidden.mean == 0.0);
   CHECK(hidden.lo == 0.0);
 }
@@ -94,13 +100,16 @@ TEST_CASE("the CSV has a header and one row per configuration, NaN as an empty f
       "seconds,distiller_loss,target_variance,"
       "unexplained_fraction,"
       "prediction_residual,prediction_cosine,target_residual,target_cosine,perplexity_mean,"
-      "perplexity_lo,perplexity_hi,"
+      "perplexity_lo,perplexity_hi,median_perplexity_mean,median_perplexity_lo,"
+      "median_perplexity_hi,"
       "distinct_1_mean,distinct_1_lo,distinct_1_hi,distinct_2_mean,distinct_2_lo,distinct_2_hi,"
       "distinct_3_mean,distinct_3_lo,distinct_3_hi,distinct_4_mean,distinct_4_lo,distinct_4_hi,"
       "ngram_cosine_mean,ngram_cosine_lo,ngram_cosine_hi,hidden_cosine_mean,hidden_cosine_lo,"
       "hidden_cosine_hi,ngram_vendi_mean,ngram_vendi_lo,ngram_vendi_hi,hidden_vendi_mean,"
       "hidden_vendi_lo,hidden_vendi_hi,semantic_cosine_mean,semantic_cosine_lo,semantic_cosine_hi,"
-      "semantic_vendi_mean,semantic_vendi_lo,semantic_vendi_hi\n";
+      "semantic_vendi_mean,semantic_vendi_lo,semantic_vendi_hi,seq_rep_4_mean,seq_rep_4_lo,"
+      "seq_rep_4_hi,loop_share_mean,loop_share_lo,loop_share_hi,relevance_mean,relevance_lo,"
+      "relevance_hi\n";
   // Units {1, 3}: mean 2, s = √2, se = 1, half-width t(0.975, 1) = 12.7062.
   std::string plain_row = "t,plain,T=1,1,0,,,,,,,,,,,,,,2,100,1.5,0.25,,,,,,,";
   for (std::size_t m = 0; m < kMetricCount; ++m) plain_row += ",2,-10.7062,14.7062";
@@ -124,14 +133,21 @@ TEST_CASE("the Markdown summary has a row per configuration and the matched-perp
   CHECK_THAT(md, Catch::Contains("- prompts: 2 from prompts.txt; 16 samples per prompt, at most "
                                  "128 new tokens; seeds 3,4\n- 4 configurations in 12 s\n"
                                  "- semantic diversity: not measured (no sentence encoder)\n"));
-  CHECK_THAT(md, Catch::Contains("| curve | configuration | perplexity | distinct-1 |"));
+  CHECK_THAT(md, Catch::Contains("| curve | configuration | perplexity | median perplexity | "
+                                 "distinct-1 |"));
   CHECK_THAT(md, Catch::Contains("| t | T=0.5 | 2.000 ± 0.000 | 1.0000 ± 0.0000 |"));
   CHECK_THAT(md, Catch::Contains("| e | T=1 beta=1 latent group | 3.000 ± 0.000 |"));
   CHECK_THAT(md, Catch::Contains("## At matched perplexity"));
   // 1.5 ± 12.706205 · 0.5.
-  CHECK_THAT(md, Catch::Contains("| e: T=1 beta=1 latent group | 3.000 | t | T=0.5 … T=1 | "
+  // The headline table comes before the configurations': diversity, the guardrails, the verdict.
+  CHECK(md.find("## At matched perplexity") < md.find("## Every configuration"));
+  CHECK_THAT(md, Catch::Contains("| esamp configuration | perplexity | baseline | Δ Vendi "
+                                 "(semantic) | Δ seq-rep-4 | Δ ending in a loop | Δ relevance | "
+                                 "win? |"));
+  CHECK_THAT(md, Catch::Contains("| e: T=1 beta=1 latent group | 3.000 | t | "
                                  "+1.500 [-4.853, +7.853] | +0.000 [+0.000, +0.000] | "
-                                 "+0.000 [+0.000, +0.000] |"));
+                                 "+0.000 [+0.000, +0.000] | +0.000 [+0.000, +0.000] | no gain | "));
+  CHECK_THAT(md, Catch::Contains(" | T=0.5 … T=1 |\n"));
 }
 
 TEST_CASE("the JSON holds every configuration's intervals, units and the frontier") {
@@ -143,9 +159,33 @@ TEST_CASE("the JSON holds every configuration's intervals, units and the frontie
   CHECK_THAT(json, Catch::Contains("\"seeds\":[\"18446744073709551615\"]"));
   CHECK_THAT(json, Catch::Contains("\"perplexity\":{\"mean\":3,\"lo\":3,\"hi\":3,\"count\":2}"));
   CHECK_THAT(json, Catch::Contains("\"units\":{\"perplexity\":[3,3]"));
-  CHECK_THAT(json, Catch::Contains("\"frontier\":[{\"configuration\":2,\"baseline\":\"t\","
-                                   "\"lower\":1,\"upper\":0,\"weight\":0.5,"
-                                   "\"semantic_vendi_gap\":{\"mean\":1.5,"));
+  CHECK_THAT(json,
+             Catch::Contains("\"frontier\":[{\"configuration\":2,\"baseline\":\"t\","
+                             "\"lower\":1,\"upper\":0,\"weight\":0.5,"
+                             "\"verdict\":\"no gain\",\"semantic_vendi_gap\":{\"mean\":1.5,"));
+}
+
+TEST_CASE("a gain counts as a win only where neither guardrail is significantly worse") {
+  const auto at = [](std::string_view key) {
+    return static_cast<std::size_t>(
+        std::find(kGapMetrics.begin(), kGapMetrics.end(), metric_index(key)) - kGapMetrics.begin());
+  };
+  const auto interval = [](double lo, double hi) { return Interval{(lo + hi) / 2, lo, hi, 8}; };
+  FrontierGap gap;
+  for (Interval& g : gap.gaps) g = interval(-0.1, 0.1);  // nothing significant
+  CHECK(verdict(gap) == "no gain");
+  gap.gaps[at("semantic_vendi")] = interval(0.2, 0.6);
+  CHECK(verdict(gap) == "win");
+  gap.gaps[at("seq_rep_4")] = interval(0.01, 0.2);  // significantly more repetition
+  CHECK(verdict(gap) == "more repetition");
+  gap.gaps[at("seq_rep_4")] = interval(-0.1, 0.1);
+  gap.gaps[at("loop_share")] = interval(0.05, 0.3);
+  CHECK(verdict(gap) == "more repetition");
+  gap.gaps[at("loop_share")] = interval(-0.1, 0.1);
+  gap.gaps[at("relevance")] = interval(-0.2, -0.01);  // significantly less relevant
+  CHECK(verdict(gap) == "less relevant");
+  gap.gaps[at("semantic_vendi")] = interval(std::nan(""), std::nan(""));  // no encoder
+  CHECK(verdict(gap) == "–");
 }
 
 }  // namespace esamp::eval

@@ -2,6 +2,7 @@
 // the context check and the quality summary.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "esamp/error.hpp"
@@ -140,7 +141,23 @@ TEST_CASE(
   const double distinct_1 =
       (distinct_n_words(texts_of(results[0]), 1) + distinct_n_words(texts_of(results[1]), 1)) / 2.0;
   CHECK_THAT(summary.distinct_words[0], Catch::Matchers::WithinAbs(distinct_1, 1e-12));
-  CHECK(summary.mean_perplexity > 1.0);
+  // Perplexity and repetition are each prompt's (pooled over its samples), averaged over prompts.
+  const auto per_prompt = [&](const std::function<double(const GenerationResult&)>& metric) {
+    return (metric(results[0]) + metric(results[1])) / 2.0;
+  };
+  const double pooled = per_prompt([](const GenerationResult& result) {
+    std::vector<Span<const float>> logprobs;
+    for (const Sample& sample : result.samples) logprobs.emplace_back(sample.base_logprobs);
+    return pooled_perplexity(logprobs);
+  });
+  CHECK(summary.perplexity > 1.0);
+  CHECK_THAT(summary.perplexity, Catch::Matchers::WithinRel(pooled, 1e-12));
+  CHECK_THAT(summary.seq_rep_4,
+             Catch::Matchers::WithinAbs(per_prompt([&](const GenerationResult& r) {
+                                          return seq_rep_n_words(texts_of(r), 4);
+                                        }),
+                                        1e-12));
+  CHECK(std::isnan(summary.relevance));  // no sentence encoder
   CHECK(summary.hidden_vendi >= 1.0);
   CHECK(summary.hidden_vendi <= 4.0);
 
@@ -152,6 +169,27 @@ TEST_CASE(
 
   settings.score_with_base_model = false;
   CHECK_THROWS_AS(summarize({generate(engine, tokenizer, nullptr, "Once", settings)}), Error);
+}
+
+TEST_CASE("the summary keeps a sample that ended at its first token") {
+  const llama::Model& model = gguf_model();
+  const llama::Tokenizer tokenizer(model.vocabulary);
+  llama::Engine engine(model);
+  GenerationResult result = generate(engine, tokenizer, nullptr, "Once", short_settings());
+  const QualitySummary before = summarize({result});
+  // A sample whose first draw ended it: no token, no text, no base-model log-probability.
+  Sample ended;
+  ended.stopped = true;
+  ended.mean_final_hidden = Eigen::VectorXd::Zero(model.hparams.dim);
+  result.samples.push_back(ended);
+  const QualitySummary after = summarize({result});
+  CHECK(after.samples == before.samples + 1);
+  // It adds no token to the pooled perplexity, nor a 4-gram, and no loop.
+  CHECK_THAT(after.perplexity, Catch::Matchers::WithinRel(before.perplexity, 1e-12));
+  CHECK_THAT(after.seq_rep_4, Catch::Matchers::WithinAbs(before.seq_rep_4, 1e-12));
+  CHECK(after.loop_share <= before.loop_share);
+  CHECK(std::isfinite(after.median_perplexity));
+  CHECK(std::isfinite(after.ngram_vendi));
 }
 
 }  // namespace esamp::generation::test

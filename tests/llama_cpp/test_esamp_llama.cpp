@@ -24,7 +24,9 @@ TEST_CASE("esamp-llama prints the greedy reference at beta 0 (after llama.cpp's 
   CHECK(run.output == " " + reference + " " + reference);
 }
 
-TEST_CASE("esamp-llama --compare --json reports both methods with their summaries") {
+TEST_CASE(
+    "esamp-llama --compare --json reports both methods with their summaries, calibrated, with the "
+    "guardrails") {
   const ProgramRun run = run_esamp_llama({"--model", model_file("stories260K.gguf"), "--samples",
                                           "3", "--tokens", "16", "--compare", "--json"},
                                          Capture::standard_output);
@@ -32,7 +34,27 @@ TEST_CASE("esamp-llama --compare --json reports both methods with their summarie
   CHECK_THAT(run.output, Catch::StartsWith("{\"model\":"));
   CHECK_THAT(run.output, Catch::Contains("\"method\":\"plain\""));
   CHECK_THAT(run.output, Catch::Contains("\"method\":\"esamp\""));
-  CHECK_THAT(run.output, Catch::Contains("\"mean_perplexity\":"));
+  CHECK_THAT(run.output, Catch::Contains("\"perplexity\":"));
+  // The shared --compare: plain sampling's temperature calibrated, the guardrails reported.
+  CHECK_THAT(run.output, Catch::Contains("\"calibration\":{\"runs\":"));
+  for (const char* key : {"median_perplexity", "seq_rep_4", "loop_share", "relevance"})
+    CHECK_THAT(run.output, Catch::Contains(fmt::format("\"{}\":", key)));
+}
+
+// A story that the model ends at once: greedy, its first draw after this prompt is end-of-text.
+constexpr const char* kEndedStory =
+    "Just then, her mom asked her why she was blocking. Lily noticed that her mom came down and "
+    "fell on the chest. Her mom said, \"I'm relieved, Lily. Gives some him what I mean oAnna "
+    "said.\" Lucy said, \"Yes, that's small! That will be so friendly!\" She lived happily ever "
+    "after.";
+
+TEST_CASE("esamp-llama keeps a sample that ends at its first token (no perplexity, no error)") {
+  const ProgramRun run = run_esamp_llama(
+      {"--model", model_file("stories260K.gguf"), "--prompt", kEndedStory, "--samples", "2",
+       "--tokens", "4", "--temperature", "0", "--compare", "--json"},
+      Capture::standard_output);
+  REQUIRE(run.exit_status == 0);
+  CHECK_THAT(run.output, Catch::Contains("\"tokens\":[],\"stopped\":true,\"perplexity\":null"));
 }
 
 TEST_CASE("esamp-llama exits 2 on a bad option and 1 on a model it cannot load") {

@@ -105,7 +105,7 @@ TEST_CASE("esamp through llama.cpp and through the project's engine measure alik
     std::vector<double> perplexity[2], distinct2[2], vendi[2];
     const auto add = [&](int engine, const generation::GenerationResult& result) {
       const generation::QualitySummary s = generation::summarize({result});
-      perplexity[engine].push_back(s.mean_perplexity);
+      perplexity[engine].push_back(s.perplexity);
       distinct2[engine].push_back(s.distinct_words[1]);
       vendi[engine].push_back(s.ngram_vendi);
     };
