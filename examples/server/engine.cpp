@@ -355,7 +355,7 @@ void Engine::step() {
       if (!group->ended) end_group(*group);
     }
   sweep();
-  if (groups_.empty()) return;
+  if (groups_.empty()) return publish();
 
   // The decode rows: one token per sequence of every group past its prompt.
   llama_cpp::Batch& batch = *batch_;
@@ -400,6 +400,10 @@ void Engine::step() {
 void Engine::decode_and_draw() {
   if (const int status = adapter_->decode(batch_->get()); status != 0)
     fail("llama_decode returned {}", status);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++metrics_.decode_steps;
+  }
   llama_memory_t memory = llama_get_memory(context_);
   for (const auto& group : groups_) {
     if (group->esamp_group >= 0) {
@@ -495,7 +499,6 @@ void Engine::sweep() {
 void Engine::publish() {
   const Stats stats = sampler_->stats();
   std::lock_guard<std::mutex> lock(mutex_);
-  ++metrics_.decode_steps;
   metrics_.active_sequences = decoding_sequences_;
   int open = 0;
   for (const auto& group : groups_) open += group->esamp_group >= 0 ? 1 : 0;

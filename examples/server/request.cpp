@@ -36,9 +36,11 @@ int integer(const json& object, const char* key, long long lo, long long hi, int
   if (!value.is_number_integer())
     bad(key,
         fmt::format("'{}' must be an integer in [{}, {}], got {}", key, lo, hi, type_name(value)));
-  const bool in_range = value.is_number_unsigned()
-                            ? value.get<unsigned long long>() <= static_cast<unsigned long long>(hi)
-                            : value.get<long long>() >= lo && value.get<long long>() <= hi;
+  const bool in_range =
+      value.is_number_unsigned()
+          ? value.get<unsigned long long>() <= static_cast<unsigned long long>(hi) &&
+                (lo <= 0 || value.get<unsigned long long>() >= static_cast<unsigned long long>(lo))
+          : value.get<long long>() >= lo && value.get<long long>() <= hi;
   if (!in_range) bad(key, fmt::format("'{}' = {}: must be in [{}, {}]", key, value.dump(), lo, hi));
   return static_cast<int>(value.get<long long>());
 }
