@@ -98,7 +98,8 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   if (options.ctx_size < 16) fail("--ctx-size = {}: must be >= 16", options.ctx_size);
   if (options.batch_size <= options.parallel)
     fail("--batch-size = {}: must be > --parallel = {}", options.batch_size, options.parallel);
-  if (options.queue < 0) fail("--queue = {}: must be >= 0", options.queue);
+  // Every request passes through the queue, if only until the next step.
+  if (options.queue < 1) fail("--queue = {}: must be >= 1", options.queue);
   detail::check_beta("--beta", options.beta);
 
   model_.reset(llama_cpp::load_model(options.model_path).release());
@@ -217,6 +218,8 @@ std::shared_ptr<Job> Engine::submit(Request request) {
         "max_tokens", "context_length_exceeded");
 
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!failure_.empty())
+    throw ApiError(503, "the decode thread failed: " + failure_, "", "engine_failed");
   if (!accepting_) throw ApiError(503, "the server is shutting down", "", "shutting_down");
   if (static_cast<int>(queue_.size()) >= options_.queue)
     throw ApiError(

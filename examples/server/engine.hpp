@@ -34,7 +34,7 @@ struct EngineOptions {
   int parallel = 4;               // sequences decoded at once; the bank's slots
   int ctx_size = 4096;            // KV cells shared by every sequence
   int batch_size = 512;           // tokens per decode step: decode rows, then prompt chunks
-  int queue = 16;                 // requests waiting beyond that; more are refused (503)
+  int queue = 16;                 // requests waiting for room (>= 1); more are refused (503)
   int threads = 0;                // llama.cpp's threads (0: its default)
   float beta = 0.5f;              // a request's β when it gives none
   bool separate_prefill = false;  // prompt chunks in a llama_decode of their own
