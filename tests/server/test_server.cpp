@@ -349,7 +349,7 @@ TEST_CASE("/v1/models, /health and /metrics") {
 TEST_CASE("SIGTERM finishes the requests in flight and exits 0") {
   ServerProcess server;
   RawConnection c(server.port(), "/v1/completions",
-                  json{{"prompt", "Once"}, {"max_tokens", 1500}, {"stream", true}}.dump());
+                  json{{"prompt", "Once"}, {"max_tokens", 600}, {"stream", true}}.dump());
   c.read_until("data: ");
   std::atomic<int> status{-2};
   std::thread stopper([&] { status = server.stop(); });
