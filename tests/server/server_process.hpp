@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,24 +108,24 @@ class ServerProcess {
     return reply;
   }
 
-  // A value of /metrics (its first sample line starting with `name`).
-  double metric(const std::string& name) const {
+  // A value of /metrics (its first sample line starting with `name`), if there is one.
+  std::optional<double> find_metric(const std::string& name) const {
     const std::string text = get("/metrics").body;
-    for (std::size_t at = text.find("\n" + name); at != std::string::npos;
-         at = text.find("\n" + name, at + 1)) {
-      const std::size_t space = text.find(' ', at + 1);
-      if (space == std::string::npos) break;
-      return std::stod(text.substr(space + 1));
-    }
-    FAIL("no metric " << name << " in /metrics");
-    return 0;
+    const std::size_t at = text.find("\n" + name + " ");
+    if (at == std::string::npos) return std::nullopt;
+    return std::stod(text.substr(at + name.size() + 2));
+  }
+  double metric(const std::string& name) const {
+    const std::optional<double> value = find_metric(name);
+    if (!value) FAIL("no metric " << name << " in /metrics");
+    return *value;
   }
 
   // Polls `name` until it equals `value`, up to `seconds`; returns whether it did.
   bool metric_reaches(const std::string& name, double value, double seconds = 10) const {
     const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     while (std::chrono::steady_clock::now() < end) {
-      if (metric(name) == value) return true;
+      if (find_metric(name) == value) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
