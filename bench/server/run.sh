@@ -4,7 +4,7 @@
 # defaults, each started in turn on a free loopback port with the same --parallel, --ctx-size and
 # --threads, and loaded by load.py. Where llama-server refuses n > 1, its clients send the n
 # requests of n = 1 its users must send. Prints load.py's tables; JSON lines go to $OUT (default
-# build/server-load.jsonl).
+# build/server-load.jsonl, appended to), tokens/s by clients to its .dat and a plot to its .svg.
 #   bench/server/run.sh MODEL.gguf [load.py options...]
 # Env: ESAMP_SERVER (default build/default/examples/server/esamp-server), PARALLEL (16), CTX (8192),
 #      THREADS (2), SERVERS ("llama-server esamp-beta0 esamp-default").
@@ -60,3 +60,18 @@ for name in $servers; do
   kill -TERM "$pid"
   wait "$pid" || echo "!! $name exited with $?" >&2
 done
+
+# Tokens/s by clients, one column per server, and its plot (when gnuplot is there).
+python3 - "$out" >"${out%.jsonl}.dat" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+servers = list(dict.fromkeys(r["label"] for r in rows))
+clients = sorted({r["clients"] for r in rows})
+value = {(r["label"], r["clients"]): r["tokens_per_s"] for r in rows}
+print("clients", *servers)
+for c in clients:
+    print(c, *(f"{value[(s, c)]:.2f}" if (s, c) in value else "NaN" for s in servers))
+PY
+if command -v gnuplot >/dev/null; then
+  gnuplot -e "data='${out%.jsonl}.dat'; out='${out%.jsonl}.svg'" bench/server/plot.gnuplot
+fi
