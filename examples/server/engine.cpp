@@ -149,16 +149,16 @@ Limits Engine::limits() const {
   return limits;
 }
 
-bool Engine::has_chat_template() const {
-  return llama_model_chat_template(model_.get(), nullptr) != nullptr;
-}
-
 std::vector<llama_token> Engine::tokenize_chat(const Request& request) const {
-  const char* const tmpl = llama_model_chat_template(model_.get(), nullptr);
+  const char* const tmpl = options_.chat_template.empty()
+                               ? llama_model_chat_template(model_.get(), nullptr)
+                               : options_.chat_template.c_str();
   if (tmpl == nullptr)
-    throw ApiError(
-        400, fmt::format("the model {} has no chat template: use /v1/completions", model_name_),
-        "messages", "no_chat_template");
+    throw ApiError(400,
+                   fmt::format("the model {} has no chat template: use /v1/completions, or start "
+                               "the server with --chat-template",
+                               model_name_),
+                   "messages", "no_chat_template");
   std::vector<llama_chat_message> messages;
   for (const ChatMessage& m : request.messages)
     messages.push_back({m.role.c_str(), m.content.c_str()});

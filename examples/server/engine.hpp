@@ -38,6 +38,8 @@ struct EngineOptions {
   int threads = 0;                // llama.cpp's threads (0: its default)
   float beta = 0.5f;              // a request's β when it gives none
   bool separate_prefill = false;  // prompt chunks in a llama_decode of their own
+  // A template llama_chat_apply_template knows ("chatml", "gemma", ...) instead of the model's.
+  std::string chat_template;
 };
 
 // One piece of a choice's text, in order: one per generated token (the text that became final
@@ -107,7 +109,6 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   const std::string& model_name() const { return model_name_; }
   Limits limits() const;
-  bool has_chat_template() const;
 
   // Tokenizes (chat: through the model's template) and checks the lengths (ApiError 400), then
   // queues the job; a full queue, or a server shutting down, is ApiError 503.

@@ -28,6 +28,8 @@ constexpr const char* kUsage = R"(usage: esamp-server --model M.gguf [options]
   --threads T         llama.cpp threads (default: llama.cpp's)
   --beta B            a request's exploration strength when it gives none (default 0.5)
   --separate-prefill  decode prompt chunks in a llama_decode of their own
+  --chat-template T   a chat template llama_chat_apply_template knows (chatml, gemma, llama3, ...)
+                      for /v1/chat/completions, instead of the model's own
   --help              this text
 
 A request's n samples of one prompt are one esamp group; esamp.beta and esamp.warm_start in the
@@ -81,6 +83,8 @@ Options parse(int argc, char** argv) {
       o.engine.batch_size = to_int(flag, value);
     } else if (flag == "--queue") {
       o.engine.queue = to_int(flag, value);
+    } else if (flag == "--chat-template") {
+      o.engine.chat_template = value;
     } else if (flag == "--threads") {
       o.engine.threads = to_int(flag, value);
     } else if (flag == "--beta") {

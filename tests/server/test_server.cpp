@@ -191,6 +191,37 @@ TEST_CASE("the streamed chunks concatenate to the non-streamed text") {
   }
 }
 
+TEST_CASE("chat completions through a chat template, streamed and not") {
+  ServerProcess server({"--chat-template", "chatml"});
+  const json request = {{"messages",
+                         {{{"role", "system"}, {"content", "Tell a story."}},
+                          {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "Lily"}}}}}}},
+                        {"max_tokens", 24},
+                        {"n", 2},
+                        {"seed", 4},
+                        {"esamp", {{"beta", 0.5}, {"warm_start", false}}}};
+  const auto whole = server.post("/v1/chat/completions", request);
+  REQUIRE(whole.status == 200);
+  const json& body = whole.json_body;
+  CHECK(body.at("object") == "chat.completion");
+  REQUIRE(body.at("choices").size() == 2);
+  // chatml wraps each message in <|im_start|>role ... <|im_end|>: far more than the two words.
+  CHECK(body.at("usage").at("prompt_tokens").get<int>() > 10);
+  std::vector<std::string> texts;
+  for (const json& choice : body.at("choices")) {
+    CHECK(choice.at("message").at("role") == "assistant");
+    texts.push_back(choice.at("message").at("content"));
+  }
+  json streamed_request = request;
+  streamed_request["stream"] = true;
+  const auto streamed = server.post("/v1/chat/completions", streamed_request);
+  REQUIRE(streamed.status == 200);
+  const Streamed s = parse_stream(streamed.body, 2);
+  CHECK(s.texts == texts);
+  CHECK(streamed.body.find("\"object\":\"chat.completion.chunk\"") != std::string::npos);
+  CHECK(streamed.body.find("\"role\":\"assistant\"") != std::string::npos);
+}
+
 TEST_CASE(
     "every bad input gets OpenAI's error body naming the field, and the server keeps serving") {
   ServerProcess server({"--ctx-size", "256", "--parallel", "4"});
