@@ -66,6 +66,7 @@ def stream_completion(host, port, body, timeout):
     events = [0] * n
     usage_tokens = None
     last = [None] * n
+    finished = [False] * n
     first, gaps = [], []
     done = False
     while True:
@@ -91,11 +92,12 @@ def stream_completion(host, port, body, timeout):
                 gaps.append(now - last[i])
             last[i] = now
             events[i] += 1
+            finished[i] = finished[i] or choice.get("finish_reason") is not None
         if chunk.get("usage"):
             usage_tokens = chunk["usage"]["completion_tokens"]
     connection.close()
-    if not done:
-        raise RuntimeError("the stream ended without [DONE]")
+    if not done and not all(finished):  # some servers end the stream without [DONE]
+        raise RuntimeError("the stream ended before every choice finished")
     return (usage_tokens if usage_tokens is not None else sum(events)), first, gaps
 
 
