@@ -121,6 +121,20 @@ TEST_CASE("beta 0 samples plain llama.cpp's tokens for the same seed, beta 1 doe
   CHECK(server.metric("esamp_rows_mixed_total") > 0);
 }
 
+TEST_CASE("a prompt longer than --batch-size is decoded in chunks to the same text") {
+  std::string prompt;
+  for (int i = 0; i < 12; ++i) prompt += "Tom had a big red ball. ";
+  const json request = seeded(2, 24, 0.5f, 9);
+  json long_prompt = request;
+  long_prompt["prompt"] = prompt;
+  ServerProcess whole, chunked({"--batch-size", "16"});
+  const auto reply = whole.post("/v1/completions", long_prompt);
+  REQUIRE(reply.status == 200);
+  CHECK(reply.json_body.at("usage").at("prompt_tokens").get<int>() > 3 * 16);
+  CHECK(texts_of(chunked.post("/v1/completions", long_prompt).json_body) ==
+        texts_of(reply.json_body));
+}
+
 TEST_CASE("two concurrent requests with different beta each get what they get alone") {
   ServerProcess server({"--parallel", "5"});  // room for both at once
   const json a = seeded(2, 96, 0.3f, 21), b = seeded(3, 96, 1.5f, 22);
