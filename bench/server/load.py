@@ -54,7 +54,7 @@ class Totals:
 
 
 def stream_completion(host, port, body, timeout):
-    """One streamed request; returns (tokens per choice, first-token times, token gaps)."""
+    """One streamed request; returns (tokens, first-token times, token gaps)."""
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     start = time.monotonic()
     connection.request("POST", "/v1/completions", json.dumps(body),
@@ -64,7 +64,6 @@ def stream_completion(host, port, body, timeout):
         raise RuntimeError(f"HTTP {response.status}: {response.read()[:200]!r}")
     n = body.get("n", 1)
     events = [0] * n
-    usage_tokens = None
     last = [None] * n
     finished = [False] * n
     first, gaps = [], []
@@ -91,14 +90,16 @@ def stream_completion(host, port, body, timeout):
             else:
                 gaps.append(now - last[i])
             last[i] = now
-            events[i] += 1
+            # Tokens are counted as text events (one per token on esamp-server and llama-server;
+            # a token that completes no character yet is not counted): llama-server's usage counts
+            # one choice only when n > 1.
+            if choice.get("text") or choice.get("delta", {}).get("content"):
+                events[i] += 1
             finished[i] = finished[i] or choice.get("finish_reason") is not None
-        if chunk.get("usage"):
-            usage_tokens = chunk["usage"]["completion_tokens"]
     connection.close()
     if not done and not all(finished):  # some servers end the stream without [DONE]
         raise RuntimeError("the stream ended before every choice finished")
-    return (usage_tokens if usage_tokens is not None else sum(events)), first, gaps
+    return sum(events), first, gaps
 
 
 def client(args, host, port, prompts, totals, deadline, offset):
