@@ -5,7 +5,7 @@
 # timeout) is written to build/fuzz/findings/<target>/ and makes the script fail once every target
 # has run. With RECORD=<file> the lines are also appended to <file>.
 #   fuzz/run.sh <seconds> [target...]
-#   targets: gguf llama2c tokenizer bank capi safetensors tokenizer_json (default: all)
+#   targets: gguf llama2c tokenizer bank capi safetensors tokenizer_json request (default: all)
 set -euo pipefail
 if [ $# -lt 1 ]; then
   echo "usage: $0 <seconds-per-target> [target...]" >&2
@@ -24,8 +24,9 @@ declare -A targets=(
   [capi]="fuzz/esamp_capi_fuzz fuzz/seeds/capi"
   [safetensors]="examples/embed/fuzz/esamp_safetensors_fuzz examples/embed/fuzz/seeds/safetensors"
   [tokenizer_json]="examples/embed/fuzz/esamp_tokenizer_json_fuzz examples/embed/fuzz/seeds/tokenizer_json"
+  [request]="examples/server/fuzz/esamp_request_fuzz examples/server/fuzz/seeds/request"
 )
-order=(gguf llama2c tokenizer bank capi safetensors tokenizer_json)
+order=(gguf llama2c tokenizer bank capi safetensors tokenizer_json request)
 [ $# -gt 0 ] && order=("$@")
 
 # The targets that read paths write their files under TMPDIR; on a memory file system the fsync

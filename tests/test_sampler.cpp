@@ -749,6 +749,33 @@ TEST_CASE(
   REQUIRE(same_params(s.bank(), prior, before, 1));
 }
 
+TEST_CASE("a group opened without the warm start starts from the seeded initialisation",
+          "[sampler][warm_start]") {
+  ExplorationConfig e = exploration_config();
+  e.warm_start = true;
+  ExploratorySampler s(kLayers, distiller_config(2), e);
+  const BankState fresh(distiller_config(2));
+  const auto params = [](const BankState& bank, int slot) {
+    return bank.slot_array(BankArray::parameters, slot);
+  };
+  const GroupId a = s.open_group();
+  for (std::uint32_t t = 0; t < 2; ++t) run_step(s, {a, a}, random_step(2, 1400 + t));
+  s.close_group(a);  // the prior now holds a's trained parameters
+  const int prior = 2;
+  REQUIRE_FALSE(
+      bit_equal(params(s.bank(), prior).data(), params(fresh, 0).data(), params(fresh, 0).size()));
+
+  const GroupId cold = s.open_group(0.5f, false);
+  CHECK(s.beta(cold) == 0.5f);
+  const BankState now = s.bank();
+  CHECK(bit_equal(params(now, s.slot_of(cold)).data(), params(fresh, 0).data(),
+                  params(fresh, 0).size()));
+  CHECK(now.updates(s.slot_of(cold)) == 0);
+  const GroupId warm = s.open_group(0.5f, true);
+  CHECK(bit_equal(params(s.bank(), s.slot_of(warm)).data(), params(s.bank(), prior).data(),
+                  params(fresh, 0).size()));
+}
+
 TEST_CASE("a warm-started bank saved and loaded continues bit for bit, new groups included",
           "[sampler][warm_start][file]") {
   ExplorationConfig e = exploration_config();

@@ -50,6 +50,8 @@ class Adapter {
 
   // A new esamp group (the samples of one prompt) whose rows are the tokens of `sequences`.
   GroupId open_group(Span<const llama_seq_id> sequences);
+  // The same with the group's own β and warm start (ExploratorySampler::open_group).
+  GroupId open_group(Span<const llama_seq_id> sequences, float beta, bool warm_start);
   // Ends the group: its sequences leave the map and its slot is freed.
   void close_group(GroupId group);
 

@@ -83,7 +83,10 @@ class ExploratorySampler {
   // global sharing every group shares the one slot, which is never re-initialised; with warm_start
   // the slot starts from the prior's parameters (those of the last group closed after training).
   GroupId open_group() { return open_group(exploration_.beta); }
-  GroupId open_group(float beta) {
+  GroupId open_group(float beta) { return open_group(beta, true); }
+  // warm_start = false: the slot starts from the seeded initialisation even when the bank keeps a
+  // prior, so that what the group samples does not depend on the groups closed before it.
+  GroupId open_group(float beta, bool warm_start) {
     detail::check_beta("open_group: beta", beta);
     int slot = 0;
     if (exploration_.sharing == Sharing::per_group) {
@@ -93,7 +96,7 @@ class ExploratorySampler {
         throw BankFull(fmt::format(
             "open_group: the bank is full: all {} slots are in use (DistillerConfig.slots)",
             slots));
-      backend_->reset_slot(slot, prior_slot());
+      backend_->reset_slot(slot, warm_start ? prior_slot() : -1);
       slot_in_use_[static_cast<std::size_t>(slot)] = 1;
       slot_trained_[static_cast<std::size_t>(slot)] = 0;
     }

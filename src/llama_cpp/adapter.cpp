@@ -101,11 +101,15 @@ llama_context* Adapter::init_context(llama_context_params params) {
 }
 
 GroupId Adapter::open_group(Span<const llama_seq_id> sequences) {
+  return open_group(sequences, sampler_.exploration().beta, true);
+}
+
+GroupId Adapter::open_group(Span<const llama_seq_id> sequences, float beta, bool warm_start) {
   for (const llama_seq_id sequence : sequences)
     if (group_of_sequence_.count(sequence) > 0)
       fail("llama_cpp::Adapter::open_group: sequence {} is already in group {}", sequence,
            group_of_sequence_.at(sequence));
-  const GroupId group = sampler_.open_group();
+  const GroupId group = sampler_.open_group(beta, warm_start);
   for (const llama_seq_id sequence : sequences) group_of_sequence_.emplace(sequence, group);
   return group;
 }

@@ -45,6 +45,7 @@ function(run_setup folder)
 endfunction()
 
 set(build_packages "cmake ninja-build g++ libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev")
+string(APPEND build_packages " libcpp-httplib-dev pkg-config")
 string(APPEND build_packages " ca-certificates python3-pip")
 set(update "apt-get update -qq (DEBIAN_FRONTEND=noninteractive)\n")
 set(install "apt-get install -y -q --no-install-recommends --no-upgrade ${build_packages}")
