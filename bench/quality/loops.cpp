@@ -43,6 +43,9 @@ struct Options {
   int new_tokens = 80;
   Filter filter;
   float beta = ExplorationConfig{}.beta;
+  // > 0: draw only among the tokens whose base probability (at the temperature) is at least this
+  // times the most likely one's: DESIGN.md's candidates mode, with the base model's min-p filter.
+  float plausible = 0.0f;
   int threads = 0;
   std::uint64_t seed = 0;
   DistillerConfig distiller;
@@ -114,6 +117,12 @@ const std::vector<OptionSpec<Options>>& option_table() {
               o.exploration.target = v == "final"
                                          ? Tap{-1, Site::final_normed}
                                          : Tap{parse_layer(option, v), Site::layer_input_normed};
+            }},
+           {"--plausible", "P",
+            "draw the mixed logits only among tokens with base probability >= P x the largest "
+            "(candidates mode with a base min-p filter) [0 = off]",
+            [](Options& o, auto option, const std::string& v) {
+              o.plausible = parse_float(option, v, 0.0f, 1.0f);
             }},
            {"--help", "", "this text", [](Options& o, auto, auto&) { o.help = true; }},
        }});
@@ -217,6 +226,9 @@ struct Trace {  // one sample's columns, one entry per generated token
   std::vector<int> token, mixed, rank_base, rank_mix, copy_token, updates;
   std::vector<double> lp_base, ent_base, ent_sharp, ent_mix, p_mix_chosen;
   std::vector<double> p_copy_base, p_copy_sharp, p_copy_mix, seen_base, seen_sharp, seen_mix;
+  // The current token written again (an immediate repeat), and the push's logit on it and on the
+  // copy token beside its mean under the rescaled-only distribution ((ℓ̃ − s·ℓ)/T, centred).
+  std::vector<double> p_self_base, p_self_sharp, p_self_mix, push_self, push_copy;
   std::vector<double> loss, target_var, rel_err, cos_target, a, e_perp, s, push;
 };
 
@@ -240,6 +252,11 @@ nlohmann::json to_json(const Trace& t) {
   ESAMP_COLUMN(seen_base);
   ESAMP_COLUMN(seen_sharp);
   ESAMP_COLUMN(seen_mix);
+  ESAMP_COLUMN(p_self_base);
+  ESAMP_COLUMN(p_self_sharp);
+  ESAMP_COLUMN(p_self_mix);
+  ESAMP_COLUMN(push_self);
+  ESAMP_COLUMN(push_copy);
   ESAMP_COLUMN(loss);
   ESAMP_COLUMN(target_var);
   ESAMP_COLUMN(rel_err);
@@ -327,7 +344,10 @@ class Tracer {
         const int output = from_prefill ? prompt_length - 1 : static_cast<int>(r);
         const float* mixed = llama_get_logits_ith(esamp_context, output);
         const float* base = llama_get_logits_ith(plain_.get(), output);
-        const llama_token token = llama_sampler_sample(chains[s].get(), esamp_context, output);
+        const llama_token token =
+            options_.plausible > 0.0f
+                ? draw_plausible(chains[s].get(), base, mixed)
+                : llama_sampler_sample(chains[s].get(), esamp_context, output);
         if (llama_vocab_is_eog(vocab, token) || token == llama_vocab_bos(vocab)) {
           stopped[s] = true;
           continue;
@@ -384,6 +404,20 @@ class Tracer {
                         llama_token t) {
     if (!seen[static_cast<std::size_t>(t)]) list.push_back(t);
     seen[static_cast<std::size_t>(t)] = 1;
+  }
+
+  // A draw by `chain` from the mixed logits of the tokens the base logits find plausible.
+  llama_token draw_plausible(llama_sampler* chain, const float* base, const float* mixed) {
+    const float t = options_.filter.temperature > 0.0f ? options_.filter.temperature : 1.0f;
+    const float floor = *std::max_element(base, base + vocab_) + t * std::log(options_.plausible);
+    candidates_.clear();
+    for (int v = 0; v < vocab_; ++v)
+      if (base[v] >= floor) candidates_.push_back({v, mixed[v], 0.0f});
+    llama_token_data_array array{candidates_.data(), candidates_.size(), -1, false};
+    llama_sampler_apply(chain, &array);
+    const llama_token token = array.data[array.selected].id;
+    llama_sampler_accept(chain, token);
+    return token;
   }
 
   // One token's columns; `row` is its row in the recorder's step, -1 for the prefill's draw.
@@ -458,6 +492,16 @@ class Tracer {
     t.seen_base.push_back(mass_base);
     t.seen_sharp.push_back(mass_sharp);
     t.seen_mix.push_back(mass_mix);
+    const llama_token self = text.back();
+    t.p_self_base.push_back(std::exp(p_base.log_p(base, self)));
+    t.p_self_sharp.push_back(std::exp(p_sharp.log_p(base, self)));
+    t.p_self_mix.push_back(std::exp(p_mix.log_p(mixed, self)));
+    // The push in logits over T: (ℓ̃ − s·ℓ)/T, centred on its mean under the rescaled-only draw.
+    const auto push_at = [&](int v) { return (mixed[v] - s * base[v]) * inv_t; };
+    double mean_push = 0.0;
+    for (int v = 0; v < vocab_; ++v) mean_push += std::exp(p_sharp.log_p(base, v)) * push_at(v);
+    t.push_self.push_back(push_at(self) - mean_push);
+    t.push_copy.push_back(copy < 0 ? std::nan("") : push_at(copy) - mean_push);
   }
 
   llama_model* model_;
@@ -471,6 +515,7 @@ class Tracer {
   };
   std::unique_ptr<llama_context, ContextDeleter> plain_;
   double max_mix_error_ = 0.0;
+  std::vector<llama_token_data> candidates_;
 };
 
 int run_program(int argc, const char* const* argv) {
@@ -497,6 +542,7 @@ int run_program(int argc, const char* const* argv) {
     for (nlohmann::json& line : tracer.run(p)) {
       line["beta"] = options.beta;
       line["temperature"] = options.filter.temperature;
+      line["plausible"] = options.plausible;
       out << line.dump() << '\n';
     }
     out.flush();

@@ -123,12 +123,11 @@ def units(path):
     return samples, out
 
 
-def column_mean(samples, name, only_mixed=True):
-    v = []
-    for s in samples:
-        for x, m in zip(s[name], s["mixed"]):
-            if (m or not only_mixed) and x is not None and not math.isnan(x):
-                v.append(x)
+def column_mean(samples, name):
+    """The mean over mixed tokens (over every token with a value when none is mixed: β = 0)."""
+    any_mixed = any(any(s["mixed"]) for s in samples)
+    v = [x for s in samples for x, m in zip(s[name], s["mixed"])
+         if (m or not any_mixed) and x is not None and not math.isnan(x)]
     return float(np.mean(v)) if v else float("nan")
 
 
@@ -139,7 +138,7 @@ def label(path):
 def summary(paths):
     print("| trace | perplexity | median sample ppl | seq-rep-4 | loop at end | relevance | "
           "sem. Vendi | H base | H sharpened | H mixed | s | a | ‖e⊥‖/‖h‖ | rel. err | "
-          "cos(ŷ,y) | p copy base / sharp / mixed | seen mass base / mixed |")
+          "cos(ŷ,y) | p copy base / sharp / mixed | seen mass base / sharp / mixed |")
     print("|---|" + "---:|" * 16)
     for path in paths:
         samples, u = units(path)
@@ -156,7 +155,7 @@ def summary(paths):
         cells.append(" / ".join("{:.3f}".format(column_mean(samples, n))
                                 for n in ("p_copy_base", "p_copy_sharp", "p_copy_mix")))
         cells.append(" / ".join("{:.3f}".format(column_mean(samples, n))
-                                for n in ("seen_base", "seen_mix")))
+                                for n in ("seen_base", "seen_sharp", "seen_mix")))
         print("| {} | {} |".format(label(path), " | ".join(cells)))
 
 
@@ -215,7 +214,7 @@ def loop_onset(rep, run=8):
 
 def onset(path):
     samples = load(path)
-    names = ("rel_err", "cos_target", "a", "e_perp", "s", "ent_base", "ent_mix", "p_copy_base",
+    names = ("rel_err", "cos_target", "a", "e_perp", "s", "ent_base", "ent_sharp", "ent_mix", "p_copy_base",
              "p_copy_sharp", "p_copy_mix", "seen_base", "seen_mix", "rank_mix", "lp_base")
     windows = ((-24, -12), (-12, -4), (-4, 0), (0, 8), (8, 24), (24, 96))
     rows = {w: {n: [] for n in names} for w in windows}
