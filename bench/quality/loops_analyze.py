@@ -9,6 +9,11 @@ records.
                                               each TRACE against the temperature curve of the base
                                               traces, interpolated per prompt to its perplexity:
                                               differences with 95% t-intervals over prompts
+  loops_analyze.py age TRACE...               per prompt in the order run (the warm start's age):
+                                              seq-rep-4, relevance, immediate token repeats, the
+                                              distiller's a, and the push on the copy token and on
+                                              the current token (p_copy mixed − rescaled-only, and
+                                              the centred push logits)
   loops_analyze.py onset TRACE                the diagnostics around the start of each loop
   loops_analyze.py show TRACE PROMPT SAMPLE   one sample token by token
 
@@ -102,7 +107,8 @@ def vendi(e):
 
 
 def units(path):
-    """Per prompt: the guardrails, diversity and perplexity of its samples."""
+    """Per prompt (by its text: traces may run the prompts in other orders): the guardrails,
+    diversity and perplexity of its samples, and its index in the trace (the warm start's age)."""
     samples = load(path)
     e, prompt_e = embed(path, samples)
     by_prompt = {}
@@ -113,7 +119,8 @@ def units(path):
         lp = [x for k in ks for x in samples[k]["lp_base"]]
         words = [samples[k]["text"].split() for k in ks]
         nonempty = [k for k in ks if samples[k]["text"].strip()]
-        out[p] = {
+        out[samples[ks[0]]["prompt"]] = {
+            "index": p,
             "ppl": math.exp(-float(np.mean(lp))) if lp else float("nan"),
             "rep4": seq_rep(words),
             "loop_end": float(np.mean([ends_in_loop(w) for w in words])),
@@ -191,6 +198,32 @@ def match(base_paths, paths):
                                                    len(u)))
 
 
+def mean_of(values):
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def age(path):
+    samples, u = units(path)
+    print("{}: by the prompt's place in the run".format(label(path)))
+    print("| place | seq-rep-4 | relevance | immediate repeats | a | s | Δp copy (push) | "
+          "push logit on copy | push logit on current token |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for unit in sorted(u.values(), key=lambda x: x["index"]):
+        p = unit["index"]
+        ss = [s for s in samples if s["prompt_index"] == p]
+        tokens = sum(len(s["token"]) - 1 for s in ss)
+        repeats = sum(s["token"][k] == s["token"][k - 1] for s in ss
+                      for k in range(1, len(s["token"])))
+        mixed = [(s, k) for s in ss for k in range(len(s["token"])) if s["mixed"][k]]
+        col = lambda name: mean_of([s[name][k] for s, k in mixed] if name in ss[0] else [])
+        dcopy = mean_of([s["p_copy_mix"][k] - s["p_copy_sharp"][k] for s, k in mixed
+                         if s["copy_token"][k] >= 0])
+        print("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {:+.3f} | {:+.2f} | {:+.2f} |"
+              .format(p, unit["rep4"], unit["relevance"], repeats / max(tokens, 1), col("a"),
+                      col("s"), dcopy, col("push_copy"), col("push_self")))
+
+
 def token_repeats(tokens, n=4):
     """rep[k] = 1 when the token n-gram ending at k occurred earlier in the sample."""
     seen, rep = set(), []
@@ -215,7 +248,8 @@ def loop_onset(rep, run=8):
 def onset(path):
     samples = load(path)
     names = ("rel_err", "cos_target", "a", "e_perp", "s", "ent_base", "ent_sharp", "ent_mix", "p_copy_base",
-             "p_copy_sharp", "p_copy_mix", "seen_base", "seen_mix", "rank_mix", "lp_base")
+             "p_copy_sharp", "p_copy_mix", "push_copy", "push_self", "seen_base", "seen_mix", "rank_mix",
+             "lp_base")
     windows = ((-24, -12), (-12, -4), (-4, 0), (0, 8), (8, 24), (24, 96))
     rows = {w: {n: [] for n in names} for w in windows}
     never = {n: [] for n in names}
@@ -289,6 +323,9 @@ def main(argv):
         summary(argv[2:])
     elif argv[1] == "match" and argv[2] == "--base":
         match(argv[3].split(","), argv[4:])
+    elif argv[1] == "age":
+        for path in argv[2:]:
+            age(path)
     elif argv[1] == "onset":
         for path in argv[2:]:
             onset(path)
