@@ -5,7 +5,11 @@ Writes JSON Lines: {"prompt": ..., "answer": <int>, "steps": <2 or 3>}.
 
 Usage: bench/passk/make_problems.py --seed 1 --count 300 > problems.jsonl
 Difficulty: --max-number bounds the counts that are added, taken away or started from;
---max-factor bounds multipliers and divisors; --three-step-share is the share of 3-step problems.
+--max-factor bounds multipliers and divisors; --three-step-share is the share of 3-step problems;
+--operations all adds multiplication and division (boxes of n, shares, prices). The defaults
+(add-subtract, numbers up to 5, two steps) are the difficulty calibrated for Gemma 3 270M with
+esamp-passk's built-in few-shot prefix (bench/results/passk-gemma.md);
+bench/passk/few-shot-all-operations.txt is a prefix for --operations all.
 """
 import argparse
 import json
@@ -70,9 +74,10 @@ class Problem:
                  f"{n} buys {a} {cs} of {items}. There are {b} {items} in each {c}.", a * b, 1)
 
     def middle(self):
-        p, f, items = cap(self.pronoun), self.friend, self.items
+        p, f = cap(self.pronoun), self.friend
         if self.value > 2 and self.rng.random() < 0.5:
             b = self.rng.randint(1, min(self.args.max_number, self.value - 1))
+            items = self.item if b == 1 else self.items
             takes = [f"{p} gives {b} {items} to {f}.", f"{p} loses {b} of them.",
                      f"{p} sells {b} {items}.", f"{f} takes {b} of them.",
                      f"{p} uses {b} of them."]
@@ -81,6 +86,7 @@ class Problem:
             self.say(self.rng.choice(takes), self.value - b, 1)
         else:
             b = self.number(1)
+            items = self.item if b == 1 else self.items
             self.say(self.rng.choice([f"{p} buys {b} more.", f"{p} finds {b} more {items}.",
                                       f"{f} gives {OBJECT[self.pronoun]} {b} more {items}.",
                                       f"Then {self.pronoun} gets {b} more from {f}."]),
@@ -114,9 +120,11 @@ class Problem:
 
 def make_problem(rng, args):
     steps = 3 if rng.random() < args.three_step_share else 2
+    all_operations = args.operations == "all"
     while True:
         problem = Problem(rng, args)
-        opening_step, closing_step = rng.random() < 0.5, rng.random() < 0.5
+        opening_step = all_operations and rng.random() < 0.5
+        closing_step = all_operations and rng.random() < 0.5
         middle = steps - opening_step - closing_step
         problem.opening(opening_step)
         for _ in range(middle):
@@ -130,9 +138,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--count", type=int, default=300)
-    parser.add_argument("--max-number", type=int, default=20)
+    parser.add_argument("--max-number", type=int, default=5)
     parser.add_argument("--max-factor", type=int, default=9)
-    parser.add_argument("--three-step-share", type=float, default=0.5)
+    parser.add_argument("--three-step-share", type=float, default=0.0)
+    parser.add_argument("--operations", choices=["all", "add-subtract"], default="add-subtract")
     parser.add_argument("--out", help="the JSONL file [stdout]")
     args = parser.parse_args()
     if args.count < 1 or args.max_number < 2 or args.max_factor < 2 or not (

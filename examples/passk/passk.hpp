@@ -32,18 +32,22 @@ std::optional<std::int64_t> read_answer(std::string_view text);
 // few-shot answers end) or a newline after its first "The answer is".
 bool answer_finished(std::string_view text);
 
-// The few-shot examples every problem follows by default: short one-line workings that end with
-// the answer sentence, each example closed by a blank line.
+// The few-shot examples every problem follows by default, in the wording of
+// bench/passk/make_problems.py's default (add-subtract) problems: short one-line workings that end
+// with the answer sentence, each example closed by a blank line.
 inline constexpr std::string_view kFewShotPrefix =
-    "Q: Mia has 7 pencils. She buys 5 more. She gives 3 to Sam. How many pencils does Mia have "
+    "Q: Sara has 4 apples. She buys 3 more. She eats 2 of them. How many apples does Sara have "
     "now?\n"
-    "A: 7 + 5 = 12. 12 - 3 = 9. The answer is 9.\n\n"
-    "Q: Tom has 4 boxes of eggs, and each box holds 6 eggs. He shares them equally among 3 "
-    "friends. How many eggs does each friend get?\n"
-    "A: 4 * 6 = 24. 24 / 3 = 8. The answer is 8.\n\n"
-    "Q: Lena has 15 stickers. She loses 4 of them. Then she finds 9 more. Each sticker sells for "
-    "2 dollars. How many dollars are all her stickers worth?\n"
-    "A: 15 - 4 = 11. 11 + 9 = 20. 20 * 2 = 40. The answer is 40.\n\n";
+    "A: 4 + 3 = 7. 7 - 2 = 5. The answer is 5.\n\n"
+    "Q: Max has 6 marbles. He loses 4 of them. Then he gets 5 more from Ana. How many marbles does "
+    "Max have in the end?\n"
+    "A: 6 - 4 = 2. 2 + 5 = 7. The answer is 7.\n\n"
+    "Q: There are 2 books on Lily's desk. She finds 6 more books. Tom gives her 1 more book. How "
+    "many books does Lily have now?\n"
+    "A: 2 + 6 = 8. 8 + 1 = 9. The answer is 9.\n\n"
+    "Q: Sam starts with 9 stickers. He gives 3 stickers to Zoe. He sells 5 stickers. How many "
+    "stickers does Sam have now?\n"
+    "A: 9 - 3 = 6. 6 - 5 = 1. The answer is 1.\n\n";
 
 // What the model continues: the prefix, then "Q: <question>\nA:".
 std::string problem_prompt(std::string_view prefix, std::string_view question);

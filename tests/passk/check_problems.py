@@ -57,10 +57,14 @@ def solve(prompt):
 def main():
     script = sys.argv[1]
     checked = 0
-    for args in (["--seed", "1", "--count", "400"],
-                 ["--seed", "7", "--count", "300", "--max-number", "60", "--max-factor", "12"],
-                 ["--seed", "3", "--count", "200", "--max-number", "5", "--three-step-share", "1"],
-                 ["--seed", "4", "--count", "200", "--three-step-share", "0"]):
+    for args in (["--seed", "1", "--count", "400", "--operations", "all", "--max-number", "20",
+                  "--three-step-share", "0.5"],
+                 ["--seed", "7", "--count", "300", "--operations", "all", "--max-number", "60",
+                  "--max-factor", "12", "--three-step-share", "0.5"],
+                 ["--seed", "3", "--count", "200", "--operations", "all", "--three-step-share", "1"],
+                 ["--seed", "4", "--count", "200", "--operations", "all", "--three-step-share", "0"],
+                 ["--seed", "5", "--count", "200"],  # the defaults: add-subtract, two steps
+                 ["--seed", "6", "--count", "200", "--three-step-share", "1"]):
         problems = generate(script, *args)
         assert len(problems) == int(args[3]), args
         assert problems == generate(script, *args), f"not deterministic: {args}"
@@ -69,16 +73,20 @@ def main():
             assert answer == problem["answer"], f"{answer} != {problem['answer']}: {problem}"
             assert steps == problem["steps"], f"{steps} steps read: {problem}"
             assert isinstance(problem["answer"], int)
-        if "--three-step-share" in args:
-            share = float(args[args.index("--three-step-share") + 1])
-            assert all(p["steps"] == (3 if share == 1 else 2) for p in problems), args
+        if "all" not in args:
+            for p in problems:
+                assert not re.search(r"each|equally|dollars|morning", p["prompt"]), p
+        share = float(args[args.index("--three-step-share") + 1]) if (
+            "--three-step-share" in args) else 0.0
+        steps = {p["steps"] for p in problems}
+        assert steps == ({3} if share == 1 else {2} if share == 0 else {2, 3}), (args, steps)
         assert len({p["prompt"] for p in problems}) > 0.95 * len(problems), "few distinct prompts"
         checked += len(problems)
     assert generate(script, "--seed", "1", "--count", "5") != generate(script, "--seed", "2",
                                                                       "--count", "5")
     # The check is not vacuous: with a number of the text changed, the stored answer must fail.
     caught = 0
-    problems = generate(script, "--seed", "1", "--count", "50")
+    problems = generate(script, "--seed", "1", "--count", "50", "--operations", "all")
     for problem in problems:
         changed = re.sub(r"\d+", lambda m: str(int(m.group()) + 1), problem["prompt"], count=1)
         try:
