@@ -195,12 +195,12 @@ json record_of(std::size_t problem, const Config& config, const Problem& task,
 // all configurations on its first problems), writing records as it goes.
 std::vector<ConfigOutcomes> run(const Options& options) {
   if (options.problems_path.empty()) usage_error("--problems PATH is needed (see --help)");
+  const std::vector<Config> configs = configs_of(options);
   std::vector<Problem> problems = read_problems_file(options.problems_path);
   if (options.limit > 0 && options.limit < problems.size()) problems.resize(options.limit);
   const std::string prefix = options.prefix_path.empty()
                                  ? std::string(kFewShotPrefix)
                                  : file_text("--prefix-file", options.prefix_path);
-  const std::vector<Config> configs = configs_of(options);
   std::ofstream records;
   if (!options.records_path.empty()) {
     records.open(options.records_path);

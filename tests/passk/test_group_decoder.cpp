@@ -45,7 +45,7 @@ TEST_CASE("GroupDecoder: tokens copied from the cached prefix decode as a full p
   settings.max_new_tokens = 24;
   settings.filter.temperature = 0.0f;  // greedy: the logits' argmax decides every token
   // A prompt that extends the prefix, one that shares only its start, one that shares nothing.
-  for (const std::string prompt :
+  for (const std::string& prompt :
        {std::string(kPrefix) + " She liked", std::string("Once upon a time, a dog"),
         std::string("Tom had a red ball.")}) {
     INFO("prompt: " << prompt);
