@@ -2,9 +2,12 @@
 // tables), its errors, and a tiny run on Gemma 3 270M when its file is in the model folder.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -97,6 +100,19 @@ TEST_CASE("esamp-passk runs a tiny set on stories260K, and its records summarize
   CHECK(summary.output == run.output);
   CHECK(file_text(dir + "/summary.csv") == csv);
 
+  // The same summary as JSON, every k.
+  const test::ProgramRun json = run_program(
+      ESAMP_PASSK_PROGRAM, {"--summarize", dir + "/records.jsonl", "--bootstrap", "50", "--json"},
+      Capture::standard_output);
+  REQUIRE(json.exit_status == 0);
+  const nlohmann::json summary_json = nlohmann::json::parse(json.output);
+  CHECK(summary_json.at("problems") == 2);
+  CHECK(summary_json.at("samples") == 2);
+  REQUIRE(summary_json.at("configs").size() == 5);
+  CHECK(summary_json.at("configs")[0].at("config") == "esamp-b0.5-T0.7");
+  CHECK(summary_json.at("configs")[0].at("pass_at_k").size() == 2);
+  CHECK(summary_json.at("matched_pass_at_1").size() == 2);  // vs temperature, vs min-p
+
   // A partial run (the last record cut off) summarizes the problems every configuration finished.
   write_file(dir + "/partial.jsonl",
              records.substr(0, records.rfind('\n', records.size() - 2) + 1));
@@ -152,8 +168,23 @@ TEST_CASE("esamp-passk on Gemma 3 270M: samples follow the few-shot answer forma
   CHECK_THAT(run.output, Contains("Pass@k over 2 problems, 2 samples each"));
   const std::string records = file_text(dir + "/records.jsonl");
   CHECK(line_count(records) == 4);
-  // The built-in few-shot prompt leads a real model to its answer sentence.
+  // The built-in few-shot prompt leads a real model to its answer sentence, and each sample ends
+  // there: at its answer line or at a blank line, before another question.
   CHECK_THAT(records, Contains("The answer is"));
+  std::istringstream lines(records);
+  std::size_t samples = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    for (const nlohmann::json& text : record.at("texts")) {
+      const std::string sample = text.get<std::string>();
+      INFO("sample: " << sample);
+      CHECK(sample.find("\nQ:") == std::string::npos);
+      const std::size_t blank = sample.find("\n\n");
+      CHECK((blank == std::string::npos || blank + 2 == sample.size()));
+      ++samples;
+    }
+  }
+  CHECK(samples == 8);
 }
 
 }  // namespace
