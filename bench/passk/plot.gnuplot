@@ -13,6 +13,7 @@ if (strlen(out) > 4 && out[strlen(out)-3:] eq ".png") {
   set terminal svg size 900,600 dynamic font "sans,13"
 }
 set output out
+set termoption noenhanced  # "@" in titles is text
 
 # Configuration names in order of first appearance among the pass_at_k rows; names hold no spaces.
 curves = system(sprintf("awk -F, '$1 == \"pass_at_k\" && !seen[$2]++ { print $2 }' '%s'", csv))
@@ -24,6 +25,7 @@ set grid
 set logscale x 2
 set xtics (1, 2, 4, 8, 16, 32, 64)
 set offsets graph 0.03, graph 0.03, 0, 0
+set yrange [0:1]
 set xlabel "k (samples drawn from the n of a problem)"
 set ylabel "Pass@k (unbiased estimator, mean over problems)"
 set title "Pass@k against k (95% bootstrap intervals over problems)"
