@@ -43,8 +43,8 @@ struct Options {
   int new_tokens = 64;
   float temperature = 0.7f;  // esamp's
   std::vector<float> betas{ExplorationConfig{}.beta};
-  std::vector<float> temperatures{0.5f, 0.7f, 1.0f};
-  std::vector<float> min_ps{0.05f, 0.1f, 0.2f};
+  std::vector<float> temperatures{0.3f, 0.5f, 0.7f};
+  std::vector<float> min_ps{0.1f, 0.3f, 0.5f};
   float min_p_temperature = 1.0f;
   int rank = 0;  // 0: DESIGN.md's 128, capped at the model's hidden size
   int threads = 0;
@@ -94,11 +94,11 @@ const std::vector<OptionSpec<Options>>& option_table() {
        [](Options& o, auto option, const std::string& v) {
          o.betas = parse_list(option, v, 0.0f, 1e6f, false);
        }},
-      {"--temperatures", "T,...", "temperature sampling's sweep, empty for none [0.5,0.7,1]",
+      {"--temperatures", "T,...", "temperature sampling's sweep, empty for none [0.3,0.5,0.7]",
        [](Options& o, auto option, const std::string& v) {
          o.temperatures = parse_list(option, v, 0.0f, 100.0f, true);
        }},
-      {"--min-ps", "P,...", "min-p's sweep, empty for none [0.05,0.1,0.2]",
+      {"--min-ps", "P,...", "min-p's sweep, empty for none [0.1,0.3,0.5]",
        [](Options& o, auto option, const std::string& v) {
          o.min_ps = parse_list(option, v, 0.0f, 1.0f, true);
        }},
