@@ -2,6 +2,7 @@
 // modified Lentz), and the interval built on them.
 #include "interval.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -84,6 +85,53 @@ Interval mean_interval(const std::vector<double>& values) {
   interval.lo = interval.mean - half_width;
   interval.hi = interval.mean + half_width;
   return interval;
+}
+
+std::vector<Interval> bootstrap_intervals(
+    std::size_t units,
+    const std::function<std::vector<double>(const std::vector<std::size_t>& sample)>& statistic,
+    int replicates, std::uint64_t seed) {
+  if (units < 1 || replicates < 1)
+    fail("bootstrap_intervals: units = {} and replicates = {} must be >= 1", units, replicates);
+  std::vector<std::size_t> sample(units);
+  for (std::size_t u = 0; u < units; ++u) sample[u] = u;
+  const std::vector<double> estimate = statistic(sample);
+  std::vector<std::vector<double>> draws(estimate.size());  // [values][finite replicates]
+  std::uint64_t state = seed;
+  for (int r = 0; r < replicates; ++r) {
+    for (std::size_t& unit : sample) {
+      // SplitMix64; the modulo's bias is below 2^-40 for any realistic count of units.
+      std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      unit = static_cast<std::size_t>((z ^ (z >> 31)) % units);
+    }
+    const std::vector<double> values = statistic(sample);
+    if (values.size() != estimate.size())
+      fail("bootstrap_intervals: the statistic gave {} values on a resample, {} on the units",
+           values.size(), estimate.size());
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (std::isfinite(values[i])) draws[i].push_back(values[i]);
+  }
+  const auto percentile = [](const std::vector<double>& sorted, double p) {
+    const double position = p * static_cast<double>(sorted.size() - 1);
+    const auto below = static_cast<std::size_t>(position);
+    const std::size_t above = std::min(below + 1, sorted.size() - 1);
+    return sorted[below] +
+           (position - static_cast<double>(below)) * (sorted[above] - sorted[below]);
+  };
+  std::vector<Interval> intervals(estimate.size());
+  for (std::size_t i = 0; i < estimate.size(); ++i) {
+    std::vector<double>& values = draws[i];
+    std::sort(values.begin(), values.end());
+    Interval& interval = intervals[i];
+    interval.mean = estimate[i];
+    interval.count = values.size();
+    const bool spread = values.size() >= 2;
+    interval.lo = spread ? percentile(values, 0.025) : std::numeric_limits<double>::quiet_NaN();
+    interval.hi = spread ? percentile(values, 0.975) : std::numeric_limits<double>::quiet_NaN();
+  }
+  return intervals;
 }
 
 }  // namespace esamp::eval
