@@ -41,7 +41,7 @@ thread_local RequestLog request_log;
 
 class Api {
  public:
-  explicit Api(Engine& engine) : engine_(engine) {}
+  Api(Engine& engine, RepliesInFlight& replies) : engine_(engine), replies_(replies) {}
 
   void completion(const httplib::Request& http, httplib::Response& response, bool chat) {
     const Limits limits = engine_.limits();
@@ -53,8 +53,11 @@ class Api {
     request_log.beta = job->beta;
     for (const auto& prompt : job->prompts) request_log.prompt_tokens += prompt.size();
     auto reply = std::make_shared<Reply>(Reply{job, chat, std::time(nullptr), Clock::now(), {}});
-    const auto releaser = [job](bool success) {
+    // httplib calls the releaser once the reply is written whole or its client is gone.
+    replies_.begin();
+    const auto releaser = [job, this](bool success) {
       if (!success) job->cancel();
+      replies_.end();
     };
     if (job->request.stream) {
       response.set_header("Cache-Control", "no-cache");
@@ -252,6 +255,7 @@ class Api {
   }
 
   Engine& engine_;
+  RepliesInFlight& replies_;
   mutable std::mutex mutex_;
   std::map<int, std::int64_t> requests_by_status_;
 };
@@ -264,8 +268,8 @@ void error_reply(httplib::Response& response, const ApiError& error) {
 
 }  // namespace
 
-void add_routes(httplib::Server& server, Engine& engine) {
-  auto api = std::make_shared<Api>(engine);
+void add_routes(httplib::Server& server, Engine& engine, RepliesInFlight& replies) {
+  auto api = std::make_shared<Api>(engine, replies);
   const auto guarded = [](auto handler) {
     return [handler](const httplib::Request& request, httplib::Response& response) {
       try {

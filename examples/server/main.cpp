@@ -119,11 +119,12 @@ int main(int argc, char** argv) {
   try {
     const Options options = parse(argc, argv);
     esamp::server::Engine engine(options.engine);
+    esamp::server::RepliesInFlight replies;
     httplib::Server server;
     const auto threads =
         static_cast<std::size_t>(options.engine.parallel + options.engine.queue + 8);
     server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    esamp::server::add_routes(server, engine);
+    esamp::server::add_routes(server, engine, replies);
 
     int port = options.port;
     if (port == 0) {
@@ -144,6 +145,9 @@ int main(int argc, char** argv) {
                    signal_number);
       engine.stop_accepting();
       engine.drain(std::chrono::seconds(30));
+      // The engine's jobs are done; their replies may still be on their way to the clients.
+      if (!replies.wait(std::chrono::seconds(10)))
+        std::fprintf(stderr, "esamp-server: replies still unwritten after 10 s: cut short\n");
       server.stop();
     });
     const bool listened = server.listen_after_bind();
