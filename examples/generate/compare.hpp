@@ -12,6 +12,7 @@
 #include "esamp/config.hpp"
 #include "esamp/sampling.hpp"
 #include "json_writer.hpp"
+#include "option_values.hpp"
 #include "quality.hpp"
 #include "sample_engine.hpp"
 
@@ -26,6 +27,24 @@ struct RunSpec {
   DistillerConfig distiller;      // hidden size from the engine; rank 0: default_rank
   ExplorationConfig exploration;  // max_rows is set to `samples`
 };
+
+// The RunSpec of the options esamp-generate and esamp-llama share (sampling_options, --seed,
+// --rank); a --rank above the model's hidden size is a UsageError.
+template <class Options>
+RunSpec run_spec(const Options& options, const SampleEngine& engine) {
+  if (options.rank > engine.hidden_size())
+    throw UsageError(fmt::format("--rank {}: must be in [1, {}], the model's hidden size",
+                                 options.rank, engine.hidden_size()));
+  RunSpec spec;
+  spec.prompts = options.prompts;
+  spec.samples = options.samples;
+  spec.new_tokens = options.new_tokens;
+  spec.seed = options.seed;
+  spec.filter = options.filter;
+  spec.distiller.rank = options.rank;
+  spec.exploration.beta = options.beta;
+  return spec;
+}
 
 // One method's results over every prompt.
 struct MethodRun {

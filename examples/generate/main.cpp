@@ -49,19 +49,9 @@ int run_program(int argc, const char* const* argv) {
   const std::string model_path =
       options.model_path.empty() ? models::model_file("stories260K.gguf") : options.model_path;
   const std::unique_ptr<SampleEngine> engine = own_engine(model_path, options.tokenizer_path);
-  if (options.rank > engine->hidden_size())
-    throw UsageError(fmt::format("--rank {}: must be in [1, {}], the model's hidden size",
-                                 options.rank, engine->hidden_size()));
-  RunSpec spec;
-  spec.prompts = options.prompts;
-  spec.samples = options.samples;
-  spec.new_tokens = options.new_tokens;
-  spec.seed = options.seed;
-  spec.filter = options.filter;
-  spec.distiller.rank = options.rank;
+  RunSpec spec = run_spec(options, *engine);
   spec.distiller.lr = options.lr;
   spec.distiller.optimizer = options.optimizer;
-  spec.exploration.beta = options.beta;
   spec.exploration.mix = options.mix;
   spec.exploration.sharing = options.sharing;
   max_sequence_tokens(*engine, spec.prompts, spec.new_tokens);  // a prompt too long: exit 2 now

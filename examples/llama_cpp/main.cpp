@@ -109,17 +109,7 @@ int run_program(int argc, const char* const* argv) {
       options.model_path.empty() ? models::model_file("stories260K.gguf") : options.model_path;
   const std::unique_ptr<generation::SampleEngine> engine =
       llama_cpp_engine(model_path, options.threads);
-  if (options.rank > engine->hidden_size())
-    throw UsageError(fmt::format("--rank {}: must be in [1, {}], the model's hidden size",
-                                 options.rank, engine->hidden_size()));
-  generation::RunSpec spec;
-  spec.prompts = options.prompts;
-  spec.samples = options.samples;
-  spec.new_tokens = options.new_tokens;
-  spec.seed = options.seed;
-  spec.filter = options.filter;
-  spec.distiller.rank = options.rank;
-  spec.exploration.beta = options.beta;
+  generation::RunSpec spec = generation::run_spec(options, *engine);
   generation::max_sequence_tokens(*engine, spec.prompts, spec.new_tokens);  // exit 2 now
 
   const std::unique_ptr<embed::SentenceEncoder> encoder =
