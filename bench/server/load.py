@@ -4,7 +4,9 @@ library only, loopback only, bounded in requests and in time.
 
 For each concurrency in --clients, that many clients send streamed completions (n samples of
 --max-tokens each, prompts from --prompts in turn) until --requests have been sent or --seconds
-have passed; what is in flight then is waited for, never dropped. A request is n samples: with
+have passed; what is in flight then is waited for, never dropped. Every request sends temperature 1
+and llama-server's default filters (top-k 40, top-p 0.95, min-p 0.05), so that servers with other
+defaults do the same sampling work (--extra overrides them). A request is n samples: with
 --split-n they go as n requests of n = 1 sent at once (for servers that refuse n > 1). Prints a
 markdown table: completed requests/s, generated tokens/s, time to first token and per-token latency
 (p50, p99), errors, requests lost, and the server's resident memory before and after (--pid, or
@@ -111,7 +113,10 @@ def client(args, host, port, prompts, totals, deadline, offset):
             totals.sent += 1
         prompt = prompts[k % len(prompts)]
         k += 1
+        # llama-server's own defaults for the filters, sent explicitly: a server that fills in none
+        # (OpenAI's defaults, esamp-server's) would otherwise sample the whole vocabulary.
         body = {"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 1.0,
+                "top_k": 40, "top_p": 0.95, "min_p": 0.05,
                 "stream": True, "stream_options": {"include_usage": True}}
         body.update(json.loads(args.extra))
         try:

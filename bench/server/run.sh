@@ -7,7 +7,8 @@
 # build/server-load.jsonl, appended to), tokens/s by clients to its .dat and a plot to its .svg.
 #   bench/server/run.sh MODEL.gguf [load.py options...]
 # Env: ESAMP_SERVER (default build/default/examples/server/esamp-server), PARALLEL (16), CTX (8192),
-#      THREADS (2), SERVERS ("llama-server esamp-beta0 esamp-default").
+#      THREADS (2), SERVERS ("llama-server esamp-beta0 esamp-default"; also esamp-separate-prefill:
+#      the defaults with --separate-prefill).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: $0 MODEL.gguf [load.py options...]" >&2; exit 2; }
@@ -37,11 +38,12 @@ for name in $servers; do
       "$binary" -m "$model" --host 127.0.0.1 --port "$port" -np "$parallel" -c "$ctx" --kv-unified \
         -t "$threads" -b 512 -ub 512 --log-disable >/dev/null 2>&1 &
       ;;
-    esamp-beta0 | esamp-default)
-      beta=()
-      [ "$name" = esamp-beta0 ] && beta=(--beta 0)
+    esamp-beta0 | esamp-default | esamp-separate-prefill)
+      extra=()
+      [ "$name" = esamp-beta0 ] && extra=(--beta 0)
+      [ "$name" = esamp-separate-prefill ] && extra=(--separate-prefill)
       "$esamp_server" --model "$model" --port "$port" --parallel "$parallel" --ctx-size "$ctx" \
-        --threads "$threads" "${beta[@]}" >/dev/null 2>&1 &
+        --threads "$threads" "${extra[@]}" >/dev/null 2>&1 &
       ;;
     *)
       echo "unknown server $name" >&2
