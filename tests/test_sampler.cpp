@@ -492,8 +492,8 @@ Mat select_rows(const Mat& m, const std::vector<Eigen::Index>& rows) {
 }  // namespace
 
 TEST_CASE(
-    "each group's counters are those of its rows run alone and sum to the sampler's stats; a group "
-    "at β = 0 mixes no row",
+    "each group's counters are those of its rows run alone and sum to the sampler's stats, and a "
+    "group at β = 0 mixes no row",
     "[sampler][group_stats]") {
   ExplorationConfig e = exploration_config();
   e.background_training = GENERATE(false, true);
@@ -560,7 +560,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a group's counters start from zero in a reused slot; an unknown or closed group's are an "
+    "a group's counters start from zero in a reused slot, and an unknown or closed group's are an "
     "Error",
     "[sampler][group_stats]") {
   ExplorationConfig e = exploration_config();

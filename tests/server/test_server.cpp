@@ -128,10 +128,10 @@ TEST_CASE("beta 0 samples plain llama.cpp's tokens for the same seed, beta 1 doe
   CHECK(texts_of(one.json_body) != expected);
   CHECK(server.metric("esamp_rows_mixed_total") > 0);
   // Each reply counts its own request's rows: at β = 0 the distiller trains but mixes nothing.
-  const json& plain = zero.json_body.at("esamp");
-  CHECK(plain.at("rows_mixed") == 0);
-  CHECK(plain.at("rows_trained").get<int>() > 0);
-  CHECK(std::isfinite(plain.at("mean_loss").get<double>()));
+  const json& unmixed = zero.json_body.at("esamp");
+  CHECK(unmixed.at("rows_mixed") == 0);
+  CHECK(unmixed.at("rows_trained").get<int>() > 0);
+  CHECK(std::isfinite(unmixed.at("mean_loss").get<double>()));
   const json& mixed = one.json_body.at("esamp");
   CHECK(mixed.at("rows_mixed").get<int>() > 0);
   CHECK(mixed.at("rows_mixed").get<int>() <= mixed.at("rows").get<int>());
