@@ -62,6 +62,7 @@ enum BankRegion : std::size_t {
   kOptimizerSettings,
   kMixSettings,
   kStats,
+  kSlotStats,
   kRowStatus,
   kBankRegions
 };
@@ -86,12 +87,13 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
   const DeviceScope scope(device_);
   check(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking), "creating the side stream");
   for (StepEvent* e : {&source_ready_, &target_ready_, &prediction_ready_, &stage_free_,
-                       &target_stage_free_, &step_done_})
+                       &target_stage_free_, &step_done_, &engine_reached_})
     check(cudaEventCreateWithFlags(&e->event, cudaEventDisableTiming), "creating an event");
   for (StepEvent& e : plan_uploaded_)
     check(cudaEventCreateWithFlags(&e.event, cudaEventDisableTiming), "creating an event");
 
-  // The bank: [slots, P] parameters and moments, step counters, settings, stats, in one allocation.
+  // The bank: [slots, P] parameters and moments, step counters, settings, stats and [slots]
+  // records, in one allocation.
   const auto slots = static_cast<std::size_t>(config_.slots);
   const auto P = static_cast<std::size_t>(layout_.size());
   const bool adamw = config_.optimizer == Optimizer::adamw;
@@ -99,6 +101,7 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
   const auto bank = Carve<kBankRegions>::make(
       {param_bytes, adamw ? param_bytes : 0, adamw ? param_bytes : 0, slots * sizeof(std::int64_t),
        P * sizeof(float), sizeof(OptimizerSettings), sizeof(MixSettings), sizeof(Stats),
+       slots * sizeof(GroupStats),
        static_cast<std::size_t>(exploration.max_rows) * sizeof(std::int32_t)});
   void* memory = nullptr;
   check(cudaMalloc(&memory, bank.total_bytes), "allocating the bank");
@@ -111,6 +114,7 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
   optimizer_settings_ = bank.get<OptimizerSettings>(memory, kOptimizerSettings);
   mix_settings_ = bank.get<MixSettings>(memory, kMixSettings);
   stats_ = bank.get<Stats>(memory, kStats);
+  slot_stats_ = bank.get<GroupStats>(memory, kSlotStats);
   row_status_ = bank.get<std::int32_t>(memory, kRowStatus);
 
   check(cudaMalloc(&memory, workspace_layout_.carve.total_bytes), "allocating the workspace");
@@ -149,6 +153,8 @@ Backend::Backend(const DistillerConfig& distiller, const ExplorationConfig& expl
     check(cudaMemsetAsync(second_moment_, 0, slots * P * sizeof(float), side_), "clearing moments");
   }
   check(cudaMemsetAsync(steps_, 0, slots * sizeof(std::int64_t), side_), "clearing step counters");
+  check(cudaMemsetAsync(slot_stats_, 0, slots * sizeof(GroupStats), side_),
+        "clearing the slots' records");
   check(cudaStreamSynchronize(side_), "initialising the bank");
 }
 
@@ -156,7 +162,7 @@ Backend::~Backend() {
   const DeviceScope scope(device_);
   if (side_) cudaStreamSynchronize(side_);
   for (StepEvent* e : {&source_ready_, &target_ready_, &prediction_ready_, &stage_free_,
-                       &target_stage_free_, &step_done_})
+                       &target_stage_free_, &step_done_, &engine_reached_})
     if (e->event) cudaEventDestroy(e->event);
   for (StepEvent& e : plan_uploaded_)
     if (e.event) cudaEventDestroy(e.event);
@@ -165,6 +171,10 @@ Backend::~Backend() {
 
 void Backend::reset_slot(int slot, int from) {
   const DeviceScope scope(device_);
+  // The mix on the engine stream counts rows in the slot's record too: the reset waits for what
+  // the engine has enqueued so far (a closed group's last mix).
+  record(engine_reached_, engine_);
+  check(cudaStreamWaitEvent(side_, engine_reached_.event, 0), "reset_slot");
   const auto P = static_cast<std::size_t>(layout_.size());
   const auto offset = static_cast<std::size_t>(slot) * P;
   const float* start = from >= 0 ? params_ + static_cast<std::size_t>(from) * P : init_params_;
@@ -176,6 +186,7 @@ void Backend::reset_slot(int slot, int from) {
     check(cudaMemsetAsync(second_moment_ + offset, 0, P * sizeof(float), side_), "reset_slot");
   }
   check(cudaMemsetAsync(steps_ + slot, 0, sizeof(std::int64_t), side_), "reset_slot");
+  check(cudaMemsetAsync(slot_stats_ + slot, 0, sizeof(GroupStats), side_), "reset_slot");
 }
 
 void Backend::record(StepEvent& e, cudaStream_t stream) {
@@ -219,6 +230,7 @@ MixInputs Backend::mix_inputs() const {
   in.segment_steps = ws<const std::int64_t>(WorkspaceBuffer::segment_steps);
   in.settings = mix_settings_;
   in.rows_mixed = reinterpret_cast<unsigned long long*>(&stats_->rows_mixed);
+  in.slot_stats = slot_stats_;
   return in;
 }
 
@@ -340,25 +352,24 @@ void Backend::end_step() {
                  ws<std::uint8_t>(WorkspaceBuffer::target_finite), side_),
       "end_step: GatherRows");
   record(target_stage_free_, side_);
-  train(plan, ws<const float>(WorkspaceBuffer::y_hat), false, nullptr);
+  train(plan, ws<const float>(WorkspaceBuffer::y_hat), false);
   check(
       FinishTrainingStep(plan, config_.hidden_size, ws<const float>(WorkspaceBuffer::row_sq_error),
-                         segment_used, stats_, side_),
+                         segment_used, stats_, slot_stats_, side_),
       "FinishTrainingStep");
   // As cpu::BankStep::train: a young slot's repeats on its new parameters. Their own forwards
   // write y_hat_train: the mix may still read y_hat.
   float* y_hat_train = ws<float>(WorkspaceBuffer::y_hat_train);
   for (int r = 0; r < schedule_.young_passes(); ++r) {
     forward(plan, y_hat_train);
-    train(plan, y_hat_train, true, &stats_->slot_updates);
+    train(plan, y_hat_train, true);
   }
   record(step_done_, side_);
   // A capture must end on the stream it began with every forked stream joined back.
   if (capturing_) check(cudaStreamWaitEvent(engine_, step_done_.event, 0), "end_step: join");
 }
 
-void Backend::train(const StepPlanView& plan, const float* y_hat, bool young_only,
-                    std::int64_t* extra_updates) {
+void Backend::train(const StepPlanView& plan, const float* y_hat, bool young_only) {
   const ParameterLayout& l = layout_;
   const bool norm = config_.output_norm;
   const float* x = ws<const float>(WorkspaceBuffer::source);
@@ -377,7 +388,8 @@ void Backend::train(const StepPlanView& plan, const float* y_hat, bool young_onl
   check(PrepareSlotUpdates(plan, source_finite, target_finite, optimizer_settings_, schedule_,
                            young_only, target.rule, steps_, segment_used,
                            ws<OptimizerSettings>(WorkspaceBuffer::segment_settings),
-                           ws<AdamWScale>(WorkspaceBuffer::segment_scale), extra_updates, side_),
+                           ws<AdamWScale>(WorkspaceBuffer::segment_scale),
+                           young_only ? stats_ : nullptr, slot_stats_, side_),
         "PrepareSlotUpdates");
   check(MseLayerNormBackward(params_, l, norm, plan, y_hat, y, z_hat,
                              ws<const float>(WorkspaceBuffer::rstd), source_finite, target_finite,
@@ -409,6 +421,14 @@ Stats Backend::stats() {
   wait();
   Stats s;
   check(cudaMemcpy(&s, stats_, sizeof s, cudaMemcpyDeviceToHost), "stats");
+  return s;
+}
+
+GroupStats Backend::slot_stats(int slot) {
+  const DeviceScope scope(device_);
+  wait();
+  GroupStats s;
+  check(cudaMemcpy(&s, slot_stats_ + slot, sizeof s, cudaMemcpyDeviceToHost), "slot_stats");
   return s;
 }
 

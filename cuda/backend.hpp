@@ -50,8 +50,8 @@ class Backend final : public SamplerBackend {
   Backend& operator=(const Backend&) = delete;
 
   Device device() const override { return Device::cuda; }
-  // Restarts a slot (seeded parameters, or slot `from`'s; zero moments and step counter), ordered
-  // after any side work already enqueued. Asynchronous.
+  // Restarts a slot (seeded parameters, or slot `from`'s; zero moments, step counter and record),
+  // ordered after any work already enqueued on either stream. Asynchronous.
   void reset_slot(int slot, int from) override;
   // Per-step hooks (see the timeline above).
   void begin_step(Span<const int> row_slots, Span<const float> row_beta) override;
@@ -63,6 +63,7 @@ class Backend final : public SamplerBackend {
   void end_step() override;
   // These wait for all enqueued work (and report any asynchronous CUDA error).
   Stats stats() override;
+  GroupStats slot_stats(int slot) override;
   BankState bank() override;
   void set_bank(const BankState& state) override;
 
@@ -89,10 +90,9 @@ class Backend final : public SamplerBackend {
   // The forward of `plan`'s rows through their slots into y_hat (and the saved activations).
   void forward(const StepPlanView& plan, float* y_hat);
   // One update of each slot of `plan` (only the young ones with `young_only`) from the activations
-  // of the last forward, its prediction y_hat and the gathered targets; `extra_updates`: see
-  // PrepareSlotUpdates.
-  void train(const StepPlanView& plan, const float* y_hat, bool young_only,
-             std::int64_t* extra_updates);
+  // of the last forward, its prediction y_hat and the gathered targets; `young_only`: a young
+  // repeat's pass, whose updates PrepareSlotUpdates counts (FinishTrainingStep counts the first).
+  void train(const StepPlanView& plan, const float* y_hat, bool young_only);
   BankView bank_view() const;
   UpdateTarget update_target() const;
   MixInputs mix_inputs() const;
@@ -122,6 +122,7 @@ class Backend final : public SamplerBackend {
   OptimizerSettings* optimizer_settings_ = nullptr;
   MixSettings* mix_settings_ = nullptr;
   Stats* stats_ = nullptr;
+  GroupStats* slot_stats_ = nullptr;    // [slots] each since its last reset_slot
   std::int32_t* row_status_ = nullptr;  // [max_rows] kRowHas... bits of the last mix_logits
 
   std::array<StepEvent, kPlanRing> plan_uploaded_{};
@@ -129,6 +130,7 @@ class Backend final : public SamplerBackend {
   StepEvent stage_free_;         // A has consumed the plan and source stages of the last step
   StepEvent target_stage_free_;  // A has consumed the target stage of the last step
   StepEvent step_done_;
+  StepEvent engine_reached_;  // reset_slot: the engine stream's work so far (its last mix)
 
   int plan_cursor_ = 0;
   int rows_ = 0;

@@ -321,7 +321,7 @@ __global__ void prepare_slot_updates_kernel(
     const TrainingSchedule schedule, bool young_only, bool count_step,
     std::int64_t* __restrict__ steps, std::int32_t* __restrict__ segment_used,
     OptimizerSettings* __restrict__ segment_settings, AdamWScale* __restrict__ segment_scale,
-    unsigned long long* __restrict__ extra_updates) {
+    Stats* __restrict__ stats, GroupStats* __restrict__ slot_stats) {
   const int s = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (s >= plan.segments()) return;
   const int slot = plan.segment_slot(s);
@@ -336,7 +336,9 @@ __global__ void prepare_slot_updates_kernel(
   update.lr = schedule.lr(update.lr, step);
   segment_settings[s] = update;
   segment_scale[s] = adamw_scale(update, step);
-  if (extra_updates) atomicAdd(extra_updates, 1ull);
+  if (!stats) return;
+  atomicAdd(reinterpret_cast<unsigned long long*>(&stats->slot_updates), 1ull);
+  slot_stats[slot].slot_updates += 1;  // one thread per segment, one segment per slot
 }
 
 __global__ void __launch_bounds__(kRowThreads) mse_layer_norm_backward_kernel(
@@ -453,27 +455,29 @@ __global__ void __launch_bounds__(kFlatThreads)
 __global__ void finish_training_step_kernel(const StepPlanView plan, int hidden,
                                             const float* __restrict__ row_sq_error,
                                             const std::int32_t* __restrict__ segment_used,
-                                            Stats* __restrict__ stats) {
+                                            Stats* __restrict__ stats,
+                                            GroupStats* __restrict__ slot_stats) {
   std::int64_t used_rows = 0, updated = 0;
   double loss_sum = 0.0;
   for (int s = 0; s < plan.segments(); ++s) {
+    const int begin = plan.segment_begin(s), end = plan.segment_end(s);
     const int used = segment_used[s];
-    if (used == 0) continue;
     float loss = 0.0f;
-    for (int p = plan.segment_begin(s); p < plan.segment_end(s); ++p) loss += row_sq_error[p];
-    loss_sum += loss * (1.0f / static_cast<float>(static_cast<std::int64_t>(used) * hidden));
-    used_rows += used;
-    ++updated;
+    if (used > 0) {
+      for (int p = begin; p < end; ++p) loss += row_sq_error[p];
+      loss *= 1.0f / static_cast<float>(static_cast<std::int64_t>(used) * hidden);
+      loss_sum += loss;
+      used_rows += used;
+      ++updated;
+    }
+    add_slot_step(slot_stats[plan.segment_slot(s)], end - begin, used, used > 0 ? 1 : 0, loss);
   }
   stats->steps += 1;
   stats->rows_trained += used_rows;
   stats->rows_skipped_nonfinite += plan.rows() - used_rows;
   if (updated == 0) return;
   stats->slot_updates += updated;
-  stats->last_loss = static_cast<float>(loss_sum / static_cast<double>(updated));
-  stats->steps_trained += 1;
-  stats->mean_loss +=
-      (stats->last_loss - stats->mean_loss) / static_cast<double>(stats->steps_trained);
+  add_trained_step(*stats, static_cast<float>(loss_sum / static_cast<double>(updated)));
 }
 
 // Grid for the row GEMMs: every possible tile, every column tile, every K split.
@@ -540,12 +544,12 @@ cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* sou
                                const TrainingSchedule& schedule, bool young_only, UpdateRule rule,
                                std::int64_t* steps, std::int32_t* segment_used,
                                OptimizerSettings* segment_settings, AdamWScale* segment_scale,
-                               std::int64_t* extra_updates, cudaStream_t stream) {
+                               Stats* stats, GroupStats* slot_stats, cudaStream_t stream) {
   prepare_slot_updates_kernel<<<static_cast<unsigned>(ceil_div(plan.layout.max_segments, 128)), 128,
                                 0, stream>>>(plan, source_finite, target_finite, settings, schedule,
                                              young_only, rule != UpdateRule::store_gradient, steps,
-                                             segment_used, segment_settings, segment_scale,
-                                             reinterpret_cast<unsigned long long*>(extra_updates));
+                                             segment_used, segment_settings, segment_scale, stats,
+                                             slot_stats);
   return cudaGetLastError();
 }
 
@@ -625,8 +629,9 @@ cudaError_t UpdateParameterRange(const StepPlanView& plan, const float* grad,
 
 cudaError_t FinishTrainingStep(const StepPlanView& plan, int hidden, const float* row_sq_error,
                                const std::int32_t* segment_used, Stats* stats,
-                               cudaStream_t stream) {
-  finish_training_step_kernel<<<1, 1, 0, stream>>>(plan, hidden, row_sq_error, segment_used, stats);
+                               GroupStats* slot_stats, cudaStream_t stream) {
+  finish_training_step_kernel<<<1, 1, 0, stream>>>(plan, hidden, row_sq_error, segment_used, stats,
+                                                   slot_stats);
   return cudaGetLastError();
 }
 

@@ -69,14 +69,15 @@ cudaError_t LayerNormForward(const float* params, ParameterLayout layout, bool o
 // `young_only` and the slot has young_updates updates or more (a young repeat's pass); for AdamW
 // and SGD with at least one such row, steps[slot] += 1, that update's settings (the lr of
 // schedule.lr) into segment_settings and its AdamW constants (adamw_scale) into segment_scale.
-// With `extra_updates` each such update also adds 1 to it (the updates after a step's first of
-// each slot, which FinishTrainingStep does not see). Runs before the updates it prepares.
+// With `stats` (a young repeat's pass: the updates after a step's first of each slot, which
+// FinishTrainingStep does not see) each such update also adds 1 to stats->slot_updates and to
+// slot_stats[slot].slot_updates ([slots]). Runs before the updates it prepares.
 cudaError_t PrepareSlotUpdates(const StepPlanView& plan, const std::uint8_t* source_finite,
                                const std::uint8_t* target_finite, const OptimizerSettings* settings,
                                const TrainingSchedule& schedule, bool young_only, UpdateRule rule,
                                std::int64_t* steps, std::int32_t* segment_used,
                                OptimizerSettings* segment_settings, AdamWScale* segment_scale,
-                               std::int64_t* extra_updates, cudaStream_t stream = nullptr);
+                               Stats* stats, GroupStats* slot_stats, cudaStream_t stream = nullptr);
 
 // Per row: dy = 2 (y_hat - y) / (used H) and dz through the LayerNorm (zero rows where the row does
 // not train: source or target not finite, or its segment not updated), row_sq_error = sum
@@ -121,9 +122,10 @@ cudaError_t UpdateParameterRange(const StepPlanView& plan, const float* grad,
                                  const UpdateTarget& target, cudaStream_t stream = nullptr);
 
 // Loss of the step (mean over updated slots of each slot's mean squared error) and the running
-// totals in `stats` (steps included), from row_sq_error and segment_used.
+// totals in `stats` (steps included); each slot present, its own loss and counts in
+// slot_stats[slot] ([slots], add_slot_step). From row_sq_error and segment_used.
 cudaError_t FinishTrainingStep(const StepPlanView& plan, int hidden, const float* row_sq_error,
                                const std::int32_t* segment_used, Stats* stats,
-                               cudaStream_t stream = nullptr);
+                               GroupStats* slot_stats, cudaStream_t stream = nullptr);
 
 }  // namespace esamp::cuda

@@ -31,6 +31,13 @@ __device__ bool row_is_mixed(const MixInputs& in, int row, int hidden_size,
   return __syncthreads_and(finite) != 0;
 }
 
+// Counts input row `row` as mixed, in the total and in its slot's record (one thread of its block).
+__device__ void count_mixed(const MixInputs& in, int row) {
+  const int slot = in.plan.segment_slot(in.plan.position_segment(in.plan.row_position(row)));
+  atomicAdd(in.rows_mixed, 1ull);
+  atomicAdd(reinterpret_cast<unsigned long long*>(&in.slot_stats[slot].rows_mixed), 1ull);
+}
+
 // h̃ = keep·h − push·ŷ for every LatentMix (cpu::mix_latent_row is the twin): full keeps the
 // defaults; the others need h·h, h·ŷ, ŷ·ŷ over the row (in double, as on the CPU). False: the row
 // is left as it is (h = 0, or a zero mix to rescale), decided by the whole block alike.
@@ -87,7 +94,7 @@ __global__ void __launch_bounds__(kMixThreads)
     }
     *reinterpret_cast<Pack*>(h + j) = pack;
   }
-  if (threadIdx.x == 0) atomicAdd(in.rows_mixed, 1ull);
+  if (threadIdx.x == 0) count_mixed(in, row);
 }
 
 // W_v . y_hat by one warp (lanes stride the hidden dimension kPack elements at a time).
@@ -154,7 +161,7 @@ __global__ void __launch_bounds__(detail::kSelectThreads)
     ties_seen += chunk_ties;
     __syncthreads();
   }
-  if (mixed && threadIdx.x == 0) atomicAdd(in.rows_mixed, 1ull);
+  if (mixed && threadIdx.x == 0) count_mixed(in, row);
 }
 
 }  // namespace

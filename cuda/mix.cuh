@@ -23,6 +23,7 @@ struct MixInputs {
   const std::int64_t* segment_steps = nullptr;  // [max_segments] updates of each segment's slot
   const MixSettings* settings = nullptr;        // device: warmup_updates
   unsigned long long* rows_mixed = nullptr;     // device counter, += rows mixed
+  GroupStats* slot_stats = nullptr;             // [slots] device: each slot's rows_mixed likewise
 };
 
 // h = (1 + beta) h - beta y_hat (or its settings->latent_mix variant, cpu::mix_latent_row) in

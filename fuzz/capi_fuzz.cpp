@@ -1,11 +1,11 @@
 // libFuzzer entry point for the C API as a state machine. The input decodes into a sequence of
 // calls (create with random parameters, open/close groups, begin_step with random group ids and
 // row counts, wants/on_hidden with random layers, sites, shapes, strides, dtypes and NaN/Inf rows,
-// mix_hidden/mix_logits, end_step, get_stats, save/load, destroy). A model of the sampler's state
-// predicts whether each call is valid; the fuzzer checks that every call returns the predicted
-// status with a message, that a failed call changes nothing (state, outputs, bank), that the
-// counters add up, and that after an error (at once or some calls later, as the input decides;
-// always at the end) a complete valid step still succeeds.
+// mix_hidden/mix_logits, end_step, get_stats and get_group_stats, save/load, destroy). A model of
+// the sampler's state predicts whether each call is valid; the fuzzer checks that every call
+// returns the predicted status with a message, that a failed call changes nothing (state, outputs,
+// bank), that the counters add up, and that after an error (at once or some calls later, as the
+// input decides; always at the end) a complete valid step still succeeds.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
@@ -479,6 +479,23 @@ class Driver {
     if (stats.rows_mixed < 0 ||
         stats.rows_mixed > rows_ended_ + static_cast<std::int64_t>(in_step_ ? rows_.size() : 0))
       finding("rows_mixed exceeds the rows that could be mixed");
+    get_group_stats(stats);
+  }
+
+  // A group's counters: an open group's are part of the sampler's `total`; any other is an error.
+  void get_group_stats(const esamp_stats& total) {
+    const esamp_group g = pick_group();
+    esamp_group_stats stats{};
+    stats.struct_size = choose(sizeof stats, {std::size_t{0}, sizeof stats - 1, sizeof stats + 8});
+    const esamp_status status = esamp_get_group_stats(sampler_, g, &stats);
+    check("esamp_get_group_stats", status, is_open(g) && stats.struct_size == sizeof stats);
+    if (status != ESAMP_STATUS_OK) return;
+    if (stats.rows_trained < 0 || stats.rows_trained > total.rows_trained ||
+        stats.rows_skipped_nonfinite < 0 ||
+        stats.rows_skipped_nonfinite > total.rows_skipped_nonfinite || stats.rows_mixed < 0 ||
+        stats.rows_mixed > total.rows_mixed || stats.slot_updates < 0 ||
+        stats.slot_updates > total.slot_updates)
+      finding("a group's counters exceed the sampler's");
   }
 
   std::vector<std::uint8_t> saved_bank() {

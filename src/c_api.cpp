@@ -47,6 +47,7 @@ constexpr std::size_t kExplorationParamsV1 =
     offsetof(esamp_exploration_params, background_training) + sizeof(bool);
 constexpr std::size_t kFilterV1 = offsetof(esamp_filter, min_p) + sizeof(float);
 constexpr std::size_t kStatsV1 = offsetof(esamp_stats, mean_loss) + sizeof(double);
+constexpr std::size_t kGroupStatsV1 = offsetof(esamp_group_stats, mean_loss) + sizeof(double);
 constexpr std::size_t kCudaParamsV1 = offsetof(esamp_cuda_params, device) + sizeof(int32_t);
 
 // An esamp::Error that the C layer reports with a status other than INVALID_ARGUMENT.
@@ -176,6 +177,19 @@ esamp::ExplorationConfig to_config(const esamp_exploration_params& p) {
   c.young_repeat = p.young_repeat;
   c.lr_decay_updates = p.lr_decay_updates;
   return c;
+}
+
+// Checks out->struct_size of the caller's growable `type`, then copies make()'s struct into *out
+// up to it.
+template <class T, class Make>
+void fill_struct(T* out, std::size_t first_version_size, const char* type, Make&& make) {
+  require(out, "out");
+  if (out->struct_size < first_version_size || out->struct_size > sizeof(T))
+    fail("out->struct_size = {}: must be in [{}, {}]; set it to sizeof({})", out->struct_size,
+         first_version_size, sizeof(T), type);
+  T full = make();
+  full.struct_size = out->struct_size;
+  std::memcpy(out, &full, out->struct_size);
 }
 
 // The caller's filter over the defaults (a NULL `filter` is an Error naming it).
@@ -438,18 +452,15 @@ esamp_status esamp_sampling_filter(const esamp_sampler* sampler, const esamp_fil
                                    esamp_filter* out) {
   return guarded(__func__, [&] {
     require(sampler, "sampler");
-    require(out, "out");
-    if (out->struct_size < kFilterV1 || out->struct_size > sizeof(esamp_filter))
-      fail("out->struct_size = {}: must be in [{}, {}]; set it to sizeof(esamp_filter)",
-           out->struct_size, kFilterV1, sizeof(esamp_filter));
-    const esamp::Filter f = sampler->sampler.sampling_filter(to_filter(filter));
-    esamp_filter full{};
-    full.struct_size = out->struct_size;
-    full.temperature = f.temperature;
-    full.top_k = f.top_k;
-    full.top_p = f.top_p;
-    full.min_p = f.min_p;
-    std::memcpy(out, &full, out->struct_size);
+    fill_struct(out, kFilterV1, "esamp_filter", [&] {
+      const esamp::Filter f = sampler->sampler.sampling_filter(to_filter(filter));
+      esamp_filter full{};
+      full.temperature = f.temperature;
+      full.top_k = f.top_k;
+      full.top_p = f.top_p;
+      full.min_p = f.min_p;
+      return full;
+    });
   });
 }
 
@@ -463,21 +474,37 @@ esamp_status esamp_end_step(esamp_sampler* sampler) {
 esamp_status esamp_get_stats(esamp_sampler* sampler, esamp_stats* out) {
   return guarded(__func__, [&] {
     require(sampler, "sampler");
-    require(out, "out");
-    if (out->struct_size < kStatsV1 || out->struct_size > sizeof(esamp_stats))
-      fail("out->struct_size = {}: must be in [{}, {}]; set it to sizeof(esamp_stats)",
-           out->struct_size, kStatsV1, sizeof(esamp_stats));
-    const esamp::Stats s = sampler->sampler.stats();
-    esamp_stats full{};
-    full.struct_size = out->struct_size;
-    full.steps = s.steps;
-    full.rows_trained = s.rows_trained;
-    full.rows_mixed = s.rows_mixed;
-    full.rows_skipped_nonfinite = s.rows_skipped_nonfinite;
-    full.slot_updates = s.slot_updates;
-    full.last_loss = s.last_loss;
-    full.mean_loss = s.mean_loss;
-    std::memcpy(out, &full, out->struct_size);
+    fill_struct(out, kStatsV1, "esamp_stats", [&] {
+      const esamp::Stats s = sampler->sampler.stats();
+      esamp_stats full{};
+      full.steps = s.steps;
+      full.rows_trained = s.rows_trained;
+      full.rows_mixed = s.rows_mixed;
+      full.rows_skipped_nonfinite = s.rows_skipped_nonfinite;
+      full.slot_updates = s.slot_updates;
+      full.last_loss = s.last_loss;
+      full.mean_loss = s.mean_loss;
+      return full;
+    });
+  });
+}
+
+esamp_status esamp_get_group_stats(esamp_sampler* sampler, esamp_group group,
+                                   esamp_group_stats* out) {
+  return guarded(__func__, [&] {
+    require(sampler, "sampler");
+    fill_struct(out, kGroupStatsV1, "esamp_group_stats", [&] {
+      const esamp::GroupStats s = sampler->sampler.group_stats(group);
+      esamp_group_stats full{};
+      full.rows_trained = s.rows_trained;
+      full.rows_mixed = s.rows_mixed;
+      full.rows_skipped_nonfinite = s.rows_skipped_nonfinite;
+      full.slot_updates = s.slot_updates;
+      full.steps_trained = s.steps_trained;
+      full.last_loss = s.last_loss;
+      full.mean_loss = s.mean_loss;
+      return full;
+    });
   });
 }
 

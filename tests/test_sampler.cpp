@@ -474,6 +474,129 @@ TEST_CASE("global sharing trains one slot from every group", "[sampler][groups]"
   REQUIRE(s.stats().slot_updates == 1);
   s.close_group(groups[0]);
   REQUIRE(s.bank().updates(0) == 1);  // closing a group never resets the shared slot
+  // Every group reports the one slot's counters: all rows since construction.
+  const GroupStats shared = s.group_stats(groups[1]);
+  CHECK(shared.rows_trained == 5);
+  CHECK(shared.slot_updates == 1);
+  CHECK(s.group_stats(groups[4]).rows_trained == 5);
+}
+
+namespace {
+// The rows of `m` at `rows`, in that order.
+Mat select_rows(const Mat& m, const std::vector<Eigen::Index>& rows) {
+  Mat out(static_cast<Eigen::Index>(rows.size()), m.cols());
+  for (std::size_t k = 0; k < rows.size(); ++k)
+    out.row(static_cast<Eigen::Index>(k)) = m.row(rows[k]);
+  return out;
+}
+}  // namespace
+
+TEST_CASE(
+    "each group's counters are those of its rows run alone and sum to the sampler's stats, and a "
+    "group at β = 0 mixes no row",
+    "[sampler][group_stats]") {
+  ExplorationConfig e = exploration_config();
+  e.background_training = GENERATE(false, true);
+  INFO("background_training " << e.background_training);
+  const std::vector<float> betas = {0.5f, 1.5f, 0.0f};
+  ExploratorySampler s(kLayers, distiller_config(3), e);
+  std::vector<GroupId> groups;
+  for (const float beta : betas) groups.push_back(s.open_group(beta));
+  // Each step's rows by group: groups come and go, and the row of group 0 that leads step 3 has a
+  // source that is not finite.
+  const std::vector<std::vector<std::size_t>> step_rows = {
+      {0, 1, 2, 0}, {2, 1, 1, 0, 2}, {1, 2}, {0, 0, 1, 2, 2, 1}, {0, 2, 1}, {1, 0}};
+  std::vector<StepInputs> inputs;
+  for (std::size_t t = 0; t < step_rows.size(); ++t) {
+    StepInputs in = random_step(static_cast<Eigen::Index>(step_rows[t].size()),
+                                1100 + 3 * static_cast<std::uint32_t>(t));
+    if (t == 3) in.source(0, 2) = std::numeric_limits<float>::quiet_NaN();
+    std::vector<GroupId> rows;
+    for (const std::size_t g : step_rows[t]) rows.push_back(groups[g]);
+    run_step(s, rows, in);
+    inputs.push_back(std::move(in));
+  }
+
+  const Stats total = s.stats();
+  CHECK(total.rows_skipped_nonfinite == 1);
+  GroupStats sum;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    INFO("group " << g << ", beta " << betas[g]);
+    // The group's rows through a sampler of their own (slots train independently and start from
+    // the same seeded parameters): its stats are the group's, bit for bit.
+    ExploratorySampler alone(kLayers, distiller_config(1), e);
+    const GroupId only = alone.open_group(betas[g]);
+    for (std::size_t t = 0; t < step_rows.size(); ++t) {
+      std::vector<Eigen::Index> mine;
+      for (std::size_t i = 0; i < step_rows[t].size(); ++i)
+        if (step_rows[t][i] == g) mine.push_back(static_cast<Eigen::Index>(i));
+      if (mine.empty()) continue;
+      const StepInputs& in = inputs[t];
+      run_step(alone, std::vector<GroupId>(mine.size(), only),
+               {select_rows(in.source, mine), select_rows(in.target, mine),
+                select_rows(in.final_hidden, mine)});
+    }
+    const GroupStats got = s.group_stats(groups[g]);
+    const Stats want = alone.stats();
+    CHECK(got.rows_trained == want.rows_trained);
+    CHECK(got.rows_mixed == want.rows_mixed);
+    CHECK(got.rows_skipped_nonfinite == want.rows_skipped_nonfinite);
+    CHECK(got.slot_updates == want.slot_updates);
+    CHECK(got.steps_trained == want.steps_trained);
+    CHECK(got.last_loss == want.last_loss);
+    CHECK(got.mean_loss == want.mean_loss);
+    CHECK(got.rows_trained > 0);
+    CHECK(got.mean_loss > 0.0);
+    CHECK((got.rows_mixed > 0) == (betas[g] > 0.0f));  // β = 0: trained, never mixed
+    sum.rows_trained += got.rows_trained;
+    sum.rows_mixed += got.rows_mixed;
+    sum.rows_skipped_nonfinite += got.rows_skipped_nonfinite;
+    sum.slot_updates += got.slot_updates;
+  }
+  CHECK(sum.rows_trained == total.rows_trained);
+  CHECK(sum.rows_mixed == total.rows_mixed);
+  CHECK(sum.rows_skipped_nonfinite == total.rows_skipped_nonfinite);
+  CHECK(sum.slot_updates == total.slot_updates);
+}
+
+TEST_CASE(
+    "a group's counters start from zero in a reused slot, and an unknown or closed group's are an "
+    "Error",
+    "[sampler][group_stats]") {
+  ExplorationConfig e = exploration_config();
+  e.warm_start = GENERATE(false, true);  // a warm-started slot starts from the prior's parameters
+  e.young_updates = 2;                   // young repeats count as updates of the group
+  e.young_repeat = 2;
+  INFO("warm_start " << e.warm_start);
+  ExploratorySampler s(kLayers, distiller_config(1), e);
+  const GroupId a = s.open_group();
+  for (std::uint32_t t = 0; t < 3; ++t) run_step(s, {a, a}, random_step(2, 1200 + 3 * t));
+  const GroupStats first = s.group_stats(a);
+  CHECK(first.rows_trained == 6);
+  CHECK(first.rows_mixed == 4);  // steps 1 and 2, after the warm-up update
+  CHECK(first.slot_updates == 2 + 1 + 1);
+  CHECK(first.steps_trained == 3);
+  s.close_group(a);
+  REQUIRE_THROWS_WITH(s.group_stats(a), Contains("group " + std::to_string(a) + " is unknown"));
+  REQUIRE_THROWS_WITH(s.group_stats(12345), Contains("group 12345 is unknown"));
+
+  const GroupId b = s.open_group();
+  REQUIRE(s.slot_of(b) == 0);  // a's slot
+  const GroupStats fresh = s.group_stats(b);
+  CHECK(fresh.rows_trained == 0);
+  CHECK(fresh.rows_mixed == 0);
+  CHECK(fresh.rows_skipped_nonfinite == 0);
+  CHECK(fresh.slot_updates == 0);
+  CHECK(fresh.steps_trained == 0);
+  CHECK(fresh.last_loss == 0.0);
+  CHECK(fresh.mean_loss == 0.0);
+  run_step(s, {b, b, b}, random_step(3, 1300));
+  const GroupStats one = s.group_stats(b);
+  CHECK(one.rows_trained == 3);
+  CHECK(one.slot_updates == 2);  // young again: its update count started over
+  CHECK(one.steps_trained == 1);
+  CHECK(one.mean_loss == one.last_loss);
+  CHECK(s.stats().rows_trained == 6 + 3);  // the sampler's totals run on
 }
 
 TEST_CASE("hooks called out of order or with bad tensors are errors naming the problem",
@@ -845,6 +968,7 @@ class CudaLookalike final : public SamplerBackend {
   void mix_logits(const MatrixView&, const ConstMatrixView&, const Filter&) override {}
   void end_step() override {}
   Stats stats() override { return {}; }
+  GroupStats slot_stats(int) override { return {}; }
   BankState bank() override { return bank_; }
   void set_bank(const BankState&) override {}
 

@@ -172,6 +172,7 @@ class Recorder final : public SamplerBackend {
   }
   void end_step() override { inner_->end_step(); }
   Stats stats() override { return inner_->stats(); }
+  GroupStats slot_stats(int slot) override { return inner_->slot_stats(slot); }
   BankState bank() override { return inner_->bank(); }
   void set_bank(const BankState& state) override { inner_->set_bank(state); }
 

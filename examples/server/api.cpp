@@ -151,11 +151,29 @@ class Api {
     return {{"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
   }
 
-  json esamp_of(const Job& job) const {
-    return {{"beta", job.beta},
-            {"warm_start", job.request.warm_start},
-            {"seed", job.seed},
-            {"rows", job.esamp_rows}};
+  // The request's esamp counters (README, esamp-server): summed over its groups, and mean_loss
+  // over every step that trained any of their distillers (null when none did).
+  static json esamp_of(const Job& job) {
+    GroupStats sum;
+    double loss_sum = 0.0;
+    for (const GroupStats& g : job.esamp_groups) {
+      sum.rows_trained += g.rows_trained;
+      sum.rows_mixed += g.rows_mixed;
+      sum.rows_skipped_nonfinite += g.rows_skipped_nonfinite;
+      sum.slot_updates += g.slot_updates;
+      sum.steps_trained += g.steps_trained;
+      loss_sum += g.mean_loss * static_cast<double>(g.steps_trained);
+    }
+    return {
+        {"beta", job.beta},
+        {"warm_start", job.request.warm_start},
+        {"seed", job.seed},
+        {"rows", sum.rows_trained + sum.rows_skipped_nonfinite},
+        {"rows_mixed", sum.rows_mixed},
+        {"rows_trained", sum.rows_trained},
+        {"updates", sum.slot_updates},
+        {"mean_loss",
+         sum.steps_trained > 0 ? json(loss_sum / static_cast<double>(sum.steps_trained)) : json()}};
   }
 
   static bool write(httplib::DataSink& sink, const std::string& text) {

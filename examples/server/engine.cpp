@@ -238,6 +238,7 @@ std::shared_ptr<Job> Engine::submit(Request request) {
   job->texts.resize(choices);
   job->finish_reasons.resize(choices);
   job->completion_tokens.resize(choices);
+  job->esamp_groups.resize(job->prompts.size());
   queue_.push_back(job);
   ++running_jobs_;
   metrics_.queue_length = static_cast<int>(queue_.size());
@@ -374,7 +375,6 @@ void Engine::step() {
                 Span<const llama_seq_id>(&s.id, 1), true);
       ++rows;
     }
-    group->job->esamp_rows += static_cast<std::int64_t>(group->live);
   }
   if (options_.separate_prefill && rows > 0) {
     decode_and_draw();
@@ -482,7 +482,12 @@ void Engine::end_sequence(Group& group, Sequence& s, const char* reason) {
 
 void Engine::end_group(Group& group) {
   group.ended = true;
-  if (group.esamp_group >= 0) adapter_->close_group(group.esamp_group);
+  if (group.esamp_group >= 0) {
+    // Read before the group closes: its slot then serves the next group.
+    const auto prompt = static_cast<std::size_t>(group.prompt - group.job->prompts.data());
+    group.job->esamp_groups[prompt] = sampler_->group_stats(group.esamp_group);
+    adapter_->close_group(group.esamp_group);
+  }
   for (const Sequence& s : group.sequences) free_sequences_.push_back(s.id);
   reserved_cells_ -= group.reserved;
   group.reserved = 0;

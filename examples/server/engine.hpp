@@ -80,7 +80,7 @@ class Job {
   std::vector<std::string> texts;           // [choice] the final text of each choice
   std::vector<std::string> finish_reasons;  // [choice]
   std::vector<int> completion_tokens;       // [choice]
-  std::int64_t esamp_rows = 0;              // rows of this job's groups through the hooks
+  std::vector<GroupStats> esamp_groups;     // [prompt] its group's counters, read as it closed
 
  private:
   mutable std::mutex mutex_;

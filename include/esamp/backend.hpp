@@ -24,7 +24,7 @@ class SamplerBackend {
 
   virtual Device device() const = 0;
   // Restarts `slot` from the seeded initialisation (from < 0) or from slot `from`'s parameters,
-  // and clears its optimizer state and update count.
+  // and clears its optimizer state, update count and record (slot_stats).
   virtual void reset_slot(int slot, int from) = 0;
   // Row i of this step's tensors is served by bank slot row_slots[i] and mixed with row_beta[i].
   virtual void begin_step(Span<const int> row_slots, Span<const float> row_beta) = 0;
@@ -41,6 +41,8 @@ class SamplerBackend {
   virtual void end_step() = 0;
   // Counters so far, once all scheduled work is done.
   virtual Stats stats() = 0;
+  // The counters of `slot`'s rows since its last reset_slot (set_bank leaves them), likewise.
+  virtual GroupStats slot_stats(int slot) = 0;
   // The bank as it stands once all scheduled work is done (a device backend copies it back now).
   virtual BankState bank() = 0;
   // Replaces the whole bank, between steps; `state` has this bank's shape.

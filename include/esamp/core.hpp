@@ -140,6 +140,38 @@ struct Stats {
 };
 static_assert(sizeof(std::int64_t) == sizeof(unsigned long long), "device atomics on Stats");
 
+// The counters of one group: Stats' fields for the rows of one bank slot since the slot was last
+// reset (its group opened). Both backends keep one per slot (the CUDA kernels in device memory);
+// ExploratorySampler::group_stats reads it.
+struct GroupStats {
+  std::int64_t rows_trained = 0;            // the group's rows that trained its slot
+  std::int64_t rows_mixed = 0;              // the group's rows that were mixed
+  std::int64_t rows_skipped_nonfinite = 0;  // its rows left out: source or target not finite
+  std::int64_t slot_updates = 0;            // optimizer steps of its slot
+  std::int64_t steps_trained = 0;           // steps that updated its slot
+  double last_loss = 0.0;                   // its slot's mean loss in the last step that trained it
+  double mean_loss = 0.0;                   // mean of that over every step that trained it
+};
+
+// One more step that trained, of mean loss `loss`, in a Stats or GroupStats record: last_loss,
+// and mean_loss as a running mean over steps_trained.
+template <class Record>
+ESAMP_HOST_DEVICE void add_trained_step(Record& r, double loss) {
+  r.last_loss = loss;
+  ++r.steps_trained;
+  r.mean_loss += (loss - r.mean_loss) / static_cast<double>(r.steps_trained);
+}
+
+// A step of one slot in its record: of the slot's `rows` rows this step, `used` trained it (the
+// others were not finite) in `updates` optimizer steps, the first of mean loss `loss`.
+ESAMP_HOST_DEVICE inline void add_slot_step(GroupStats& s, int rows, int used, int updates,
+                                            float loss) {
+  s.rows_trained += used;
+  s.rows_skipped_nonfinite += rows - used;
+  s.slot_updates += updates;
+  if (used > 0) add_trained_step(s, loss);
+}
+
 // Rows per tile of the row-major GEMMs: a slot's rows are cut into tiles of at most this many.
 constexpr int kRowTile = 32;
 

@@ -153,6 +153,20 @@ typedef struct esamp_stats {
   double mean_loss;               /* mean of that over every step that trained */
 } esamp_stats;
 
+/* The counters of one group since it opened: esamp_stats' fields for its rows and its slot (with
+ * ESAMP_SHARING_GLOBAL every group shares the one slot and reports all rows since creation); filled
+ * by esamp_get_group_stats up to out->struct_size bytes. */
+typedef struct esamp_group_stats {
+  size_t struct_size; /* set to sizeof(esamp_group_stats) before calling esamp_get_group_stats */
+  int64_t rows_trained;
+  int64_t rows_mixed;
+  int64_t rows_skipped_nonfinite; /* source or target not finite */
+  int64_t slot_updates;           /* optimizer steps of the group's slot */
+  int64_t steps_trained;          /* steps that updated it */
+  double last_loss;               /* the slot's mean loss in the last step that trained it */
+  double mean_loss;               /* mean of that over every step that trained it */
+} esamp_group_stats;
+
 /* A row-major [rows, cols] matrix in the engine's memory; `stride` is the distance between rows
  * in elements (>= cols). The sampler copies what it keeps: the buffer is free on return. */
 typedef struct esamp_const_view {
@@ -245,6 +259,10 @@ esamp_status esamp_end_step(esamp_sampler* sampler);
 
 /* Fills *out up to out->struct_size bytes; waits for scheduled training. */
 esamp_status esamp_get_stats(esamp_sampler* sampler, esamp_stats* out);
+/* The same for one open group: ESAMP_STATUS_INVALID_ARGUMENT for a group never opened or already
+ * closed, so read a group's counters before esamp_close_group. */
+esamp_status esamp_get_group_stats(esamp_sampler* sampler, esamp_group group,
+                                   esamp_group_stats* out);
 
 /* The whole bank with its optimizer state. Groups are not in the file: after a load, an open
  * group keeps its slot and continues from the loaded state. Load only between steps; on any

@@ -48,7 +48,8 @@ class Adapter {
   const std::string& source_tensor() const { return source_name_; }
   const std::string& target_tensor() const { return target_name_; }
 
-  // A new esamp group (the samples of one prompt) whose rows are the tokens of `sequences`.
+  // A new esamp group (the samples of one prompt) whose rows are the tokens of `sequences`. The id
+  // is the sampler's own: sampler().set_beta, sampler().group_stats (before close_group) take it.
   GroupId open_group(Span<const llama_seq_id> sequences);
   // The same with the group's own β and warm start (ExploratorySampler::open_group).
   GroupId open_group(Span<const llama_seq_id> sequences, float beta, bool warm_start);

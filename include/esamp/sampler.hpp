@@ -262,6 +262,11 @@ class ExploratorySampler {
 
   // Counters so far; waits for scheduled training.
   Stats stats() { return backend_->stats(); }
+  // The counters of `group` since it opened: its rows mixed, trained and skipped, its slot's
+  // updates and losses; waits for scheduled training. With Sharing::global every group shares the
+  // one slot, never reset, and reports the counters of all rows since construction. An unknown or
+  // closed group is an Error: read a group's counters before close_group.
+  GroupStats group_stats(GroupId group) { return backend_->slot_stats(slot_of(group)); }
   // The bank as it stands after all scheduled training, by value (copied back from a device only
   // now); LatentDistiller(sampler.bank()) inspects or continues it on the CPU.
   BankState bank() { return backend_->bank(); }

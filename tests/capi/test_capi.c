@@ -230,10 +230,12 @@ static void test_null_handles(esamp_sampler* s) {
   float data[kHidden] = {0};
   bool wants = false;
   esamp_stats stats;
+  esamp_group_stats group_stats;
   esamp_filter filter = esamp_default_filter();
   const esamp_status invalid = ESAMP_STATUS_INVALID_ARGUMENT;
 
   stats.struct_size = sizeof stats;
+  group_stats.struct_size = sizeof group_stats;
   CHECK_FAILS(esamp_open_group(NULL, NULL), invalid, "esamp_open_group", "sampler is NULL");
   CHECK_FAILS(esamp_open_group(s, NULL), invalid, "esamp_open_group", "out is NULL");
   CHECK_FAILS(esamp_close_group(NULL, group), invalid, "esamp_close_group", "sampler is NULL");
@@ -252,6 +254,10 @@ static void test_null_handles(esamp_sampler* s) {
   CHECK_FAILS(esamp_end_step(NULL), invalid, "esamp_end_step", "sampler is NULL");
   CHECK_FAILS(esamp_get_stats(NULL, &stats), invalid, "esamp_get_stats", "sampler is NULL");
   CHECK_FAILS(esamp_get_stats(s, NULL), invalid, "esamp_get_stats", "out is NULL");
+  CHECK_FAILS(esamp_get_group_stats(NULL, group, &group_stats), invalid, "esamp_get_group_stats",
+              "sampler is NULL");
+  CHECK_FAILS(esamp_get_group_stats(s, group, NULL), invalid, "esamp_get_group_stats",
+              "out is NULL");
   CHECK_FAILS(esamp_save_bank(NULL, "x"), invalid, "esamp_save_bank", "sampler is NULL");
   CHECK_FAILS(esamp_save_bank(s, NULL), invalid, "esamp_save_bank", "path is NULL");
   CHECK_FAILS(esamp_load_bank(NULL, "x"), invalid, "esamp_load_bank", "sampler is NULL");
@@ -281,12 +287,13 @@ static void test_groups(esamp_sampler* s, esamp_group* groups) {
 }
 
 /* Two latent steps on rows {g0, g0, g1}: the first is left bit for bit (warm-up), the second
- * mixes every row; the counters follow. */
+ * mixes every row; the counters follow, each group's summing to the sampler's. */
 static void test_latent_steps(esamp_sampler* s, const esamp_group* groups) {
   const esamp_group rows[kRows] = {groups[0], groups[0], groups[1]};
   const esamp_group unknown[kRows] = {groups[0], 12345, groups[1]};
   float final_hidden[kRows * kHidden];
   esamp_stats stats;
+  esamp_group_stats g0, g1;
 
   CHECK_FAILS(esamp_begin_step(s, unknown, kRows), ESAMP_STATUS_INVALID_ARGUMENT,
               "esamp_begin_step", "group 12345 is unknown");
@@ -311,6 +318,29 @@ static void test_latent_steps(esamp_sampler* s, const esamp_group* groups) {
   stats.struct_size = 0;
   CHECK_FAILS(esamp_get_stats(s, &stats), ESAMP_STATUS_INVALID_ARGUMENT, "esamp_get_stats",
               "out->struct_size = 0");
+
+  memset(&g0, 0xff, sizeof g0);
+  memset(&g1, 0xff, sizeof g1);
+  g0.struct_size = sizeof g0;
+  g1.struct_size = sizeof g1;
+  CHECK_OK(esamp_get_group_stats(s, groups[0], &g0));
+  CHECK_OK(esamp_get_group_stats(s, groups[1], &g1));
+  CHECK(g0.struct_size == sizeof g0);
+  CHECK(g0.rows_trained == 4 && g1.rows_trained == 2);
+  CHECK(g0.rows_mixed == 2 && g1.rows_mixed == 1);
+  CHECK(g0.rows_skipped_nonfinite == 0 && g1.rows_skipped_nonfinite == 0);
+  CHECK(g0.slot_updates == 2 && g1.slot_updates == 2);
+  CHECK(g0.steps_trained == 2 && g1.steps_trained == 2);
+  CHECK(g0.rows_trained + g1.rows_trained == stats.rows_trained);
+  CHECK(g0.rows_mixed + g1.rows_mixed == stats.rows_mixed);
+  CHECK(g0.slot_updates + g1.slot_updates == stats.slot_updates);
+  CHECK(isfinite(g0.last_loss) && g0.last_loss > 0.0);
+  CHECK(isfinite(g1.mean_loss) && g1.mean_loss > 0.0);
+  CHECK_FAILS(esamp_get_group_stats(s, 12345, &g0), ESAMP_STATUS_INVALID_ARGUMENT,
+              "esamp_get_group_stats", "group 12345 is unknown");
+  g0.struct_size = sizeof g0 + 1;
+  CHECK_FAILS(esamp_get_group_stats(s, groups[0], &g0), ESAMP_STATUS_INVALID_ARGUMENT,
+              "esamp_get_group_stats", "out->struct_size = ");
 }
 
 /* Every malformed hook call inside a step, then the step completed properly. */

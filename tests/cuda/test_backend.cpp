@@ -473,11 +473,31 @@ TEST_CASE("a CUDA sampler mixes each group with its own β and follows set_beta"
 
 namespace {
 
+// A group's counters on the CUDA sampler equal the CPU's, the losses to fp32 reduction order.
+void check_group_stats(const GroupStats& cpu, const GroupStats& gpu) {
+  CHECK(gpu.rows_trained == cpu.rows_trained);
+  CHECK(gpu.rows_mixed == cpu.rows_mixed);
+  CHECK(gpu.rows_skipped_nonfinite == cpu.rows_skipped_nonfinite);
+  CHECK(gpu.slot_updates == cpu.slot_updates);
+  CHECK(gpu.steps_trained == cpu.steps_trained);
+  CHECK_THAT(gpu.last_loss, Catch::Matchers::WithinRel(cpu.last_loss, 1e-3));
+  CHECK_THAT(gpu.mean_loss, Catch::Matchers::WithinRel(cpu.mean_loss, 1e-3));
+}
+
+// Adds a group's counts to `total` (the losses aside).
+void add_counts(GroupStats& total, const GroupStats& g) {
+  total.rows_trained += g.rows_trained;
+  total.rows_mixed += g.rows_mixed;
+  total.rows_skipped_nonfinite += g.rows_skipped_nonfinite;
+  total.slot_updates += g.slot_updates;
+}
+
 // The CPU sampler and the CUDA sampler fed the same 50 steps of 8 rows from four groups; at steps
 // 16 and 32 a group is closed (with exploration.warm_start its slot becomes the prior) and a new
 // one opened in its slot (warm-started from the prior); make_step makes a row's source or target
-// non-finite now and then. Every step's mixed rows, then the whole bank (the prior's slot
-// included) and the stats must agree.
+// non-finite now and then. Every step's mixed rows, each group's counters (read before it closes,
+// and summing to the stats), then the whole bank (the prior's slot included) and the stats must
+// agree.
 void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer) {
   constexpr int kLayers = 4, kHidden = 64, kRows = 8, kGroups = 4, kSteps = 50;
   DistillerConfig distiller;
@@ -503,14 +523,25 @@ void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer
   }
   EngineBuffers buffers(kRows, kHidden, DType::f32);
   std::mt19937 gen(21);
+  GroupStats cpu_total, gpu_total;  // the counts of every group, closed or open at the end
+  const auto read_group = [&](std::size_t g) {
+    INFO("group " << g);
+    const GroupStats c = cpu_sampler.group_stats(cpu_groups[g]);
+    const GroupStats d = gpu_sampler.group_stats(gpu_groups[g]);
+    check_group_stats(c, d);
+    add_counts(cpu_total, c);
+    add_counts(gpu_total, d);
+  };
   for (int step = 0; step < kSteps; ++step) {
     if (step == 16 || step == 32) {
       const std::size_t g = step == 16 ? 1 : 0;
+      read_group(g);
       cpu_sampler.close_group(cpu_groups[g]);
       gpu_sampler.close_group(gpu_groups[g]);
       cpu_groups[g] = cpu_sampler.open_group();
       gpu_groups[g] = gpu_sampler.open_group();
       REQUIRE(cpu_sampler.slot_of(cpu_groups[g]) == gpu_sampler.slot_of(gpu_groups[g]));
+      check_group_stats(GroupStats{}, gpu_sampler.group_stats(gpu_groups[g]));  // starts at zero
     }
     const StepInputs in = make_step(step, kRows, kHidden, {0, 1, 2, 3}, DType::f32, gen);
     std::vector<GroupId> cpu_rows, gpu_rows;
@@ -526,6 +557,7 @@ void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer
         REQUIRE_THAT(gpu_final[k], Catch::Matchers::WithinAbs(cpu_final[k], 1e-3));
   }
 
+  for (std::size_t g = 0; g < cpu_groups.size(); ++g) read_group(g);
   const Stats a = cpu_sampler.stats(), b = gpu_sampler.stats();
   CHECK(a.steps == b.steps);
   CHECK(a.rows_trained == b.rows_trained);
@@ -536,6 +568,12 @@ void check_sampler_parity(const ExplorationConfig& schedule, Optimizer optimizer
   CHECK(a.rows_skipped_nonfinite > 0);
   CHECK_THAT(b.last_loss, Catch::Matchers::WithinRel(a.last_loss, 1e-3));
   CHECK_THAT(b.mean_loss, Catch::Matchers::WithinRel(a.mean_loss, 1e-3));
+  for (const auto& [stats, total] : {std::pair{a, cpu_total}, std::pair{b, gpu_total}}) {
+    CHECK(total.rows_trained == stats.rows_trained);
+    CHECK(total.rows_mixed == stats.rows_mixed);
+    CHECK(total.rows_skipped_nonfinite == stats.rows_skipped_nonfinite);
+    CHECK(total.slot_updates == stats.slot_updates);
+  }
 
   const BankState cpu_bank = cpu_sampler.bank(), gpu_bank = gpu_sampler.bank();
   const BankState fresh(cpu_sampler.distiller_config());

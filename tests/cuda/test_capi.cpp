@@ -63,6 +63,13 @@ esamp_stats stats_of(esamp_sampler* s) {
   return st;
 }
 
+esamp_group_stats group_stats_of(esamp_sampler* s, esamp_group group) {
+  esamp_group_stats st{};
+  st.struct_size = sizeof st;
+  ESAMP_REQUIRE_OK(esamp_get_group_stats(s, group, &st));
+  return st;
+}
+
 }  // namespace
 
 TEST_CASE("esamp_sampler_create_cuda makes a sampler that mixes like esamp_sampler_create's",
@@ -124,6 +131,15 @@ TEST_CASE("esamp_sampler_create_cuda makes a sampler that mixes like esamp_sampl
   CHECK(b.rows_mixed > 0);
   CHECK(b.slot_updates == a.slot_updates);
   CHECK_THAT(b.mean_loss, Catch::Matchers::WithinRel(a.mean_loss, 1e-3));
+  for (std::size_t g = 0; g < 2; ++g) {
+    INFO("group " << g);
+    const esamp_group_stats ga = group_stats_of(cpu, cpu_groups[g]);
+    const esamp_group_stats gb = group_stats_of(gpu, gpu_groups[g]);
+    CHECK(gb.rows_trained == ga.rows_trained);
+    CHECK(gb.rows_mixed == ga.rows_mixed);
+    CHECK(gb.slot_updates == ga.slot_updates);
+    CHECK_THAT(gb.mean_loss, Catch::Matchers::WithinRel(ga.mean_loss, 1e-3));
+  }
   esamp_sampler_destroy(gpu);
   esamp_sampler_destroy(cpu);
   CUDA_REQUIRE(cudaStreamDestroy(stream));

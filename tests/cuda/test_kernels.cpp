@@ -263,6 +263,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   DeviceArray<float> vector_grad(static_cast<std::size_t>(max_segments * l.vector_size()));
   DeviceArray<float> grad(static_cast<std::size_t>(max_segments * l.size()));
   DeviceArray<Stats> stats(std::vector<Stats>{Stats{}});
+  DeviceArray<GroupStats> slot_stats(std::vector<GroupStats>(static_cast<std::size_t>(slots)));
 
   UpdateTarget t;
   t.bank = {params.get(), nullptr, nullptr, steps.get(), l};
@@ -273,7 +274,8 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   t.gradient_out = grad.get();
   CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), source_finite.get(), target_finite.get(),
                                   settings.get(), TrainingSchedule{}, false, t.rule, steps.get(),
-                                  used.get(), segment_settings.get(), scale.get(), nullptr));
+                                  used.get(), segment_settings.get(), scale.get(), nullptr,
+                                  nullptr));
   CUDA_REQUIRE(MseLayerNormBackward(params.get(), l, output_norm, plan.view(), f.y_hat.get(),
                                     target.get(), f.z_hat.get(), f.rstd.get(), source_finite.get(),
                                     target_finite.get(), used.get(), dy.get(), dz.get(), sq.get()));
@@ -286,9 +288,11 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
                                vector_grad.get()));
   CUDA_REQUIRE(UpdateParameterRange(plan.view(), vector_grad.get(), l.vector_size(), l.offset_b(),
                                     l.vector_size(), t));
-  CUDA_REQUIRE(FinishTrainingStep(plan.view(), hidden, sq.get(), used.get(), stats.get()));
+  CUDA_REQUIRE(
+      FinishTrainingStep(plan.view(), hidden, sq.get(), used.get(), stats.get(), slot_stats.get()));
   const std::vector<float> got = grad.download();
   const Stats got_stats = stats.download()[0];
+  const std::vector<GroupStats> got_slots = slot_stats.download();
   // store_gradient counts no step and leaves the parameters alone.
   CHECK(steps.download() == std::vector<std::int64_t>(static_cast<std::size_t>(slots), 5));
   CHECK(params.download() == bank);
@@ -298,6 +302,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   std::vector<float> cpu_grad(static_cast<std::size_t>(l.size()));
   double loss_sum = 0.0;
   long long trained = 0, updated = 0;
+  std::vector<GroupStats> expected_slots(static_cast<std::size_t>(slots));
   const auto finite_row = [&](const std::vector<float>& m, int i) {
     return std::all_of(m.begin() + i * hidden, m.begin() + (i + 1) * hidden,
                        [](float v) { return std::isfinite(v); });
@@ -324,6 +329,9 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
     }
     const std::int64_t used_rows = std::count(use.begin(), use.end(), 1);
     INFO("segment " << s << " (slot " << slot << "), " << used_rows << " rows train");
+    GroupStats& expected = expected_slots[static_cast<std::size_t>(slot)];
+    expected.rows_trained = used_rows;
+    expected.rows_skipped_nonfinite = hp.segment_end(s) - hp.segment_begin(s) - used_rows;
     const float* slot_params = bank.data() + slot * l.size();
     const float* slot_grad = got.data() + s * l.size();
     if (used_rows == 0) {  // no update: the gradient slot is left as poisoned
@@ -336,6 +344,8 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
     loss_sum += loss;
     trained += used_rows;
     ++updated;
+    expected.slot_updates = expected.steps_trained = 1;
+    expected.last_loss = expected.mean_loss = loss;
     // Gradients chain three reductions (LayerNorm row sums and dz B^T over H, then the weight
     // gradients over rows): four times the fp32 bound of the longest one.
     const double tol = 4 * fp32_tolerance(hidden);
@@ -360,6 +370,19 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
   if (updated > 0)
     CHECK_THAT(got_stats.last_loss,
                Catch::Matchers::WithinRel(loss_sum / static_cast<double>(updated), 1e-4));
+  // Each slot's record: its own rows and loss; slots absent from the step stay at zero.
+  for (int slot = 0; slot < slots; ++slot) {
+    INFO("slot " << slot);
+    const GroupStats& a = got_slots[static_cast<std::size_t>(slot)];
+    const GroupStats& b = expected_slots[static_cast<std::size_t>(slot)];
+    CHECK(a.rows_trained == b.rows_trained);
+    CHECK(a.rows_skipped_nonfinite == b.rows_skipped_nonfinite);
+    CHECK(a.rows_mixed == 0);
+    CHECK(a.slot_updates == b.slot_updates);
+    CHECK(a.steps_trained == b.steps_trained);
+    CHECK_THAT(a.last_loss, Catch::Matchers::WithinRel(b.last_loss, 1e-4));
+    CHECK_THAT(a.mean_loss, Catch::Matchers::WithinRel(b.mean_loss, 1e-4));
+  }
 }
 
 TEST_CASE(
@@ -404,7 +427,10 @@ TEST_CASE(
   DeviceArray<std::int32_t> used(static_cast<std::size_t>(max_segments));
   DeviceArray<OptimizerSettings> segment_settings(static_cast<std::size_t>(max_segments));
   DeviceArray<AdamWScale> scale(static_cast<std::size_t>(max_segments));
-  DeviceArray<std::int64_t> extra_updates(std::vector<std::int64_t>{5});
+  Stats stats0;
+  stats0.slot_updates = 5;
+  DeviceArray<Stats> stats(std::vector<Stats>{stats0});
+  DeviceArray<GroupStats> slot_stats(std::vector<GroupStats>(static_cast<std::size_t>(slots)));
   UpdateTarget t;
   t.bank = {theta.get(), m.get(), v.get(), steps.get(), l};
   t.rule = rule;
@@ -413,7 +439,7 @@ TEST_CASE(
   t.segment_scale = scale.get();
   CUDA_REQUIRE(PrepareSlotUpdates(plan.view(), sok.get(), tok.get(), settings.get(), schedule,
                                   young_only, rule, steps.get(), used.get(), segment_settings.get(),
-                                  scale.get(), extra_updates.get()));
+                                  scale.get(), stats.get(), slot_stats.get()));
   CUDA_REQUIRE(UpdateParameterRange(plan.view(), g.get(), l.size(), 0, l.size(), t));
   const std::vector<float> theta1 = theta.download(), m1 = m.download(), v1 = v.download();
   const std::vector<std::int64_t> steps1 = steps.download();
@@ -421,10 +447,12 @@ TEST_CASE(
   std::vector<float> theta_ref = theta0, m_ref = m0, v_ref = v0;
   std::vector<std::int64_t> steps_ref = steps0;
   std::int64_t updated = 0;
+  std::vector<std::int64_t> slot_updates_ref(static_cast<std::size_t>(slots), 0);
   for (int s = 0; s < hp.segments(); ++s) {
     const int slot = hp.segment_slot(s);
     std::int64_t& step = steps_ref[static_cast<std::size_t>(slot)];
     if (slot == 4 || (young_only && step >= schedule.young_updates)) continue;
+    ++slot_updates_ref[static_cast<std::size_t>(slot)];
     const std::size_t at = static_cast<std::size_t>(slot * l.size());
     const float* gs = grad.data() + s * l.size();
     ++step;
@@ -440,7 +468,11 @@ TEST_CASE(
   }
   CHECK(updated == (young_only ? 1 : 2));  // young-only: slot 3 (0 updates), not slot 1 (3)
   CHECK(steps1 == steps_ref);
-  CHECK(extra_updates.download()[0] == 5 + updated);
+  CHECK(stats.download()[0].slot_updates == 5 + updated);
+  const std::vector<GroupStats> slots1 = slot_stats.download();
+  for (int slot = 0; slot < slots; ++slot)
+    CHECK(slots1[static_cast<std::size_t>(slot)].slot_updates ==
+          slot_updates_ref[static_cast<std::size_t>(slot)]);
   // The update is written op for op like the CPU's: moments and SGD bit for bit. AdamW's
   // constants (adamw_scale: 1 - beta^t) go through the device pow (<= 2 ulp in double, then
   // rounded to float), which may move the parameter by an ulp or two.

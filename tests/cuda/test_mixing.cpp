@@ -29,6 +29,7 @@ struct MixFixture {
   int rows, hidden;
   StepPlanLayout layout;
   std::vector<std::int32_t> plan_host;
+  std::vector<int> row_slots;               // by input row
   std::vector<float> row_beta;              // by input row
   std::vector<float> y_hat;                 // [rows, H] by position
   std::vector<std::uint8_t> source_finite;  // by position
@@ -40,12 +41,14 @@ struct MixFixture {
   DeviceArray<std::int64_t> segment_steps_dev;
   DeviceArray<MixSettings> settings_dev;
   DeviceArray<Stats> stats;
+  DeviceArray<GroupStats> slot_stats;  // [slots]
 
   MixFixture(int n_rows, int n_hidden, int slots, float beta)
       : rows(n_rows),
         hidden(n_hidden),
         layout(StepPlanLayout::make(n_rows, slots)),
         plan_host(static_cast<std::size_t>(layout.size())),
+        row_slots(static_cast<std::size_t>(n_rows)),
         row_beta(static_cast<std::size_t>(n_rows)),
         y_hat(random_floats(static_cast<std::size_t>(n_rows * n_hidden), 77, 2.0f)),
         source_finite(static_cast<std::size_t>(n_rows), 1),
@@ -55,9 +58,9 @@ struct MixFixture {
         source_finite_dev(source_finite.size()),
         segment_steps_dev(static_cast<std::size_t>(layout.max_segments)),
         settings_dev(1),
-        stats(std::vector<Stats>{Stats{}}) {
+        stats(std::vector<Stats>{Stats{}}),
+        slot_stats(std::vector<GroupStats>(static_cast<std::size_t>(slots))) {
     std::mt19937 gen(5);
-    std::vector<int> row_slots(static_cast<std::size_t>(rows));
     for (int& s : row_slots) s = std::uniform_int_distribution<int>(0, slots - 1)(gen);
     for (int i = 0; i < rows; ++i)
       row_beta[static_cast<std::size_t>(i)] = i == 1 ? 0.0f : beta * (i % 2 ? 1.5f : 1.0f);
@@ -85,6 +88,7 @@ struct MixFixture {
     in.segment_steps = segment_steps_dev.get();
     in.settings = settings_dev.get();
     in.rows_mixed = reinterpret_cast<unsigned long long*>(&stats.get()->rows_mixed);
+    in.slot_stats = slot_stats.get();
     return in;
   }
   // The CPU sampler's mixable(): the prediction of input row i, or null when it is not mixed.
@@ -100,7 +104,18 @@ struct MixFixture {
     return row;
   }
   float beta_of(int i) const { return row_beta[static_cast<std::size_t>(i)]; }
-  long long rows_mixed() const { return stats.download()[0].rows_mixed; }
+  // The kernel counted `mixed` rows in total, and each slot its own mixable rows.
+  void check_rows_mixed(long long mixed) const {
+    CHECK(stats.download()[0].rows_mixed == mixed);
+    const std::vector<GroupStats> got = slot_stats.download();
+    std::vector<std::int64_t> expected(got.size(), 0);
+    for (int i = 0; i < rows; ++i)
+      if (mixable(i)) ++expected[static_cast<std::size_t>(row_slots[static_cast<std::size_t>(i)])];
+    for (std::size_t slot = 0; slot < got.size(); ++slot) {
+      INFO("slot " << slot);
+      CHECK(got[slot].rows_mixed == expected[slot]);
+    }
+  }
 };
 
 }  // namespace
@@ -132,7 +147,7 @@ TEST_CASE("MixHidden mixes exactly the rows the CPU sampler mixes, bit for bit",
       view.set(i, j, (1.0f + fx.beta_of(i)) * view.at(i, j) - fx.beta_of(i) * y_hat[j]);
   }
   CHECK(after == expected);  // every byte, padding included
-  CHECK(fx.rows_mixed() == mixed);
+  fx.check_rows_mixed(mixed);
   if (beta != 0.0f && rows > 4) CHECK(mixed < rows);  // the fixture's left-out rows were left out
 }
 
@@ -173,7 +188,7 @@ TEST_CASE("MixHidden's LatentMix variants equal cpu::mix_latent_row on the rows 
       REQUIRE(std::abs(got.at(i, j) - row[static_cast<std::size_t>(j)]) <=
               tolerance * (1.0 + std::abs(row[static_cast<std::size_t>(j)])));
   }
-  CHECK(fx.rows_mixed() == mixed);
+  fx.check_rows_mixed(mixed);
   CHECK(mixed > 0);
 }
 
@@ -264,7 +279,7 @@ TEST_CASE("MixLogits keeps select_candidates' set and mixes it with the LM-head 
       REQUIRE(std::abs(got.at(i, v) - expected) <= tol * (std::abs(expected) + 1.0f));
     }
   }
-  CHECK(fx.rows_mixed() == mixed);
+  fx.check_rows_mixed(mixed);
 }
 
 TEST_CASE("SampleTokens draws esamp::sample's token for the same (seed, sequence, position)",

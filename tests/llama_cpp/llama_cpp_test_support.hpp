@@ -65,6 +65,7 @@ class RecordingBackend final : public SamplerBackend {
   }
   void end_step() override { inner_.end_step(); }
   Stats stats() override { return inner_.stats(); }
+  GroupStats slot_stats(int slot) override { return inner_.slot_stats(slot); }
   BankState bank() override { return inner_.bank(); }
   void set_bank(const BankState& state) override { inner_.set_bank(state); }
 

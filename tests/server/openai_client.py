@@ -2,6 +2,7 @@
 """esamp-server called by the official openai Python client: completions, n, streaming, and the
 esamp extension through extra_body. Starts the server (argv[1]) on a free loopback port with
 stories260K.gguf from ESAMP_MODEL_DIR, stops it with SIGTERM and checks that it exits 0."""
+import math
 import os
 import re
 import signal
@@ -43,6 +44,7 @@ def main() -> int:
         assert len({c.text for c in four.choices}) > 1, four
         esamp = four.model_extra["esamp"]
         assert esamp["beta"] == 0.5 and esamp["warm_start"] is False, esamp
+        assert esamp["rows_mixed"] > 0 and math.isfinite(esamp["mean_loss"]), esamp
 
         stream = client.completions.create(model="stories260K.gguf", prompt="Once upon a time",
                                            max_tokens=24, n=4, seed=5, temperature=1.0,

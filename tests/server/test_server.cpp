@@ -1,6 +1,7 @@
 // esamp-server against stories260K.gguf on a free loopback port: what it generates, its
 // continuous batching, its answers to bad input, and its faults.
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -80,6 +81,7 @@ TEST_CASE("n = 4 gives four choices, each with its index and finish reason") {
   CHECK(body.at("esamp").at("beta") == 0.5);
   CHECK(body.at("esamp").at("warm_start") == true);
   CHECK(body.at("esamp").at("rows").get<int>() > 0);
+  CHECK(body.at("esamp").at("updates").get<int>() > 0);
 }
 
 TEST_CASE("a list of prompts gives each its own group of n choices") {
@@ -92,6 +94,12 @@ TEST_CASE("a list of prompts gives each its own group of n choices") {
   REQUIRE(texts.size() == 4);
   // Choice i draws with the seed's stream i: the same prompt twice gives four different draws.
   CHECK(texts[0] != texts[2]);
+  // The esamp counters are the request's: both groups trained, at β = 0 none mixed.
+  const json& esamp = reply.json_body.at("esamp");
+  CHECK(esamp.at("rows_mixed") == 0);
+  CHECK(esamp.at("rows_trained") == esamp.at("rows"));
+  CHECK(esamp.at("updates").get<int>() > 0);
+  CHECK(std::isfinite(esamp.at("mean_loss").get<double>()));
 }
 
 TEST_CASE("beta 0 samples plain llama.cpp's tokens for the same seed, beta 1 does not") {
@@ -119,6 +127,16 @@ TEST_CASE("beta 0 samples plain llama.cpp's tokens for the same seed, beta 1 doe
   REQUIRE(one.status == 200);
   CHECK(texts_of(one.json_body) != expected);
   CHECK(server.metric("esamp_rows_mixed_total") > 0);
+  // Each reply counts its own request's rows: at β = 0 the distiller trains but mixes nothing.
+  const json& unmixed = zero.json_body.at("esamp");
+  CHECK(unmixed.at("rows_mixed") == 0);
+  CHECK(unmixed.at("rows_trained").get<int>() > 0);
+  CHECK(std::isfinite(unmixed.at("mean_loss").get<double>()));
+  const json& mixed = one.json_body.at("esamp");
+  CHECK(mixed.at("rows_mixed").get<int>() > 0);
+  CHECK(mixed.at("rows_mixed").get<int>() <= mixed.at("rows").get<int>());
+  CHECK(std::isfinite(mixed.at("mean_loss").get<double>()));
+  CHECK(mixed.at("mean_loss").get<double>() > 0.0);
 }
 
 TEST_CASE("a prompt longer than --batch-size is decoded in chunks to the same text") {
@@ -197,6 +215,7 @@ TEST_CASE("the streamed chunks concatenate to the non-streamed text") {
     CHECK(s.events >= tokens);
     CHECK(s.events <= tokens + 3);
     CHECK(s.last_chunk.at("usage") == whole.json_body.at("usage"));
+    CHECK(s.last_chunk.at("esamp") == whole.json_body.at("esamp"));  // seeded, no warm start
     if (!stop.is_null())
       for (const std::string& text : s.texts)
         for (const std::string& word : stop.is_string() ? std::vector<std::string>{stop}

@@ -3,7 +3,8 @@
 // alike. Halfway, the second saves its bank, is destroyed, and a fresh sampler loads the bank and
 // takes over its groups. At the end it checks and prints: resident memory at step 1,000 and at
 // the end (growth within kRssGrowthBound), parameters and moments finite, the counters consistent
-// with what was fed, and the resumed sampler bit-identical to the one that never stopped.
+// with what was fed (the first sampler's groups', each read before it closes, summing to its
+// own), and the resumed sampler bit-identical to the one that never stopped.
 //   esamp_soak [--steps N] [--background on|off]     (CI runs a short version; N = 100000 is the
 //                                                     long one, see bench/results/reliability.md)
 #include <unistd.h>
@@ -139,12 +140,21 @@ int run(const Options& o) {
   int burst_left = 0;
   double rss_at_step = 0.0;
   const long resume_at = o.steps / 2;
+  esamp::GroupStats groups_total;  // a's groups, each read before it closes or at the end
+  const auto count_group = [&](GroupId g) {
+    const esamp::GroupStats c = a->group_stats(g);
+    groups_total.rows_trained += c.rows_trained;
+    groups_total.rows_skipped_nonfinite += c.rows_skipped_nonfinite;
+    groups_total.rows_mixed += c.rows_mixed;
+    groups_total.slot_updates += c.slot_updates;
+  };
   const auto start = std::chrono::steady_clock::now();
 
   for (long step = 0; step < o.steps; ++step) {
     // Churn: a group closes now and then, another opens, and groups' rows join and leave.
     if (!groups.empty() && bernoulli(0.02)) {
       const auto victim = std::uniform_int_distribution<std::size_t>(0, groups.size() - 1)(random);
+      count_group(groups[victim].in_a);
       a->close_group(groups[victim].in_a);
       b->close_group(groups[victim].in_b);
       groups.erase(groups.begin() + static_cast<std::ptrdiff_t>(victim));
@@ -235,6 +245,7 @@ int run(const Options& o) {
   const double rss_end = resident_mib();
 
   const esamp::Stats stats = a->stats();
+  for (const Group& g : groups) count_group(g.in_a);
   bool finite = true;
   const esamp::BankState bank = a->bank();
   for (int s = 0; s < bank.slots(); ++s)
@@ -281,6 +292,11 @@ int run(const Options& o) {
                     "rows_skipped_nonfinite equals the non-finite rows fed");
   failures += check(stats.rows_mixed > 0 && stats.rows_mixed <= rows_fed - rows_bad_source,
                     "rows_mixed positive and at most the rows with a finite source");
+  failures += check(groups_total.rows_trained == stats.rows_trained &&
+                        groups_total.rows_skipped_nonfinite == stats.rows_skipped_nonfinite &&
+                        groups_total.rows_mixed == stats.rows_mixed &&
+                        groups_total.slot_updates == stats.slot_updates,
+                    "the groups' counters add up to the sampler's");
   failures +=
       check(mismatched_steps == 0, "mixed hidden states of the resumed sampler bit-identical");
   failures += check(bank_a == bank_b, "final bank of the resumed sampler bit-identical");

@@ -27,7 +27,8 @@ class Backend final : public SamplerBackend {
       : exploration_(exploration),
         bank_(distiller),
         step_(distiller, exploration.max_rows, exploration.training_threads,
-              TrainingSchedule::of(exploration), std::move(team)) {
+              TrainingSchedule::of(exploration), std::move(team)),
+        slot_stats_(static_cast<std::size_t>(distiller.slots)) {
     row_slots_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_beta_.reserve(static_cast<std::size_t>(exploration.max_rows));
     row_.resize(static_cast<std::size_t>(distiller.hidden_size));
@@ -44,6 +45,7 @@ class Backend final : public SamplerBackend {
     } else {
       bank_.reset(slot);
     }
+    slot_stats_[static_cast<std::size_t>(slot)] = {};
   }
 
   // The worker may still be training on the previous step's plan: the new one is built at the
@@ -69,7 +71,7 @@ class Backend final : public SamplerBackend {
     for (int i = 0; i < static_cast<int>(final_hidden.rows); ++i) {
       const float* y_hat = mixable(i);
       if (!y_hat) continue;
-      ++stats_.rows_mixed;
+      count_mixed(i);
       const float beta = step_.plan_view().row_beta(i);
       if (final_hidden.dtype == DType::f32) {  // in place
         float* row = static_cast<float*>(final_hidden.data) + i * final_hidden.stride;
@@ -107,7 +109,7 @@ class Backend final : public SamplerBackend {
         const float base = logit_row_[static_cast<std::size_t>(v)];
         logits.set(i, v, y_hat ? (1.0f + beta) * base - beta * dot_row(lm_head, v, y_hat) : base);
       }
-      stats_.rows_mixed += y_hat ? 1 : 0;
+      if (y_hat) count_mixed(i);
     }
   }
 
@@ -125,6 +127,11 @@ class Backend final : public SamplerBackend {
   Stats stats() override {
     wait_for_training();
     return stats_;
+  }
+
+  GroupStats slot_stats(int slot) override {
+    wait_for_training();
+    return slot_stats_[static_cast<std::size_t>(slot)];
   }
 
   BankState bank() override {
@@ -159,6 +166,12 @@ class Backend final : public SamplerBackend {
     return y_hat;
   }
 
+  // Row i was mixed: counted in the totals and in its slot's record.
+  void count_mixed(int i) {
+    ++stats_.rows_mixed;
+    ++slot_stats_[static_cast<std::size_t>(row_slots_[static_cast<std::size_t>(i)])].rows_mixed;
+  }
+
   static float dot_row(const ConstMatrixView& m, std::int64_t r, const float* x) {
     if (m.dtype == DType::f32)
       return Eigen::Map<const RowVector<float>>(static_cast<const float*>(m.data) + r * m.stride,
@@ -170,15 +183,11 @@ class Backend final : public SamplerBackend {
   }
 
   void train() {
-    const TrainReport report = step_.train(bank_);
+    const TrainReport report = step_.train(bank_, slot_stats_.data());
     stats_.rows_trained += report.rows_trained;
     stats_.rows_skipped_nonfinite += report.rows_nonfinite;
-    if (report.slots_updated == 0) return;
     stats_.slot_updates += report.updates;
-    stats_.last_loss = report.loss;
-    ++stats_.steps_trained;
-    stats_.mean_loss +=
-        (report.loss - stats_.mean_loss) / static_cast<double>(stats_.steps_trained);
+    if (report.slots_updated > 0) add_trained_step(stats_, report.loss);
   }
 
   void wait_for_training() {
@@ -195,6 +204,7 @@ class Backend final : public SamplerBackend {
   std::vector<float> logit_row_;
   std::vector<int> candidates_;
   Stats stats_;
+  std::vector<GroupStats> slot_stats_;  // [slots] each since its last reset_slot
   std::unique_ptr<esamp::detail::BackgroundWorker> worker_;  // last: destroyed (joined) first
 };
 

@@ -159,28 +159,34 @@ class BankStep {
   // are left out: the finite rows of a segment move to its front, in plan order, and are forwarded
   // again on their own, so the update is bit for bit that of a step without the bad rows (their
   // predictions, already used, are overwritten). A slot left with no row is not updated.
-  TrainReport train(BankState& bank) {
+  // `slot_stats` ([slots] or null): each slot present gets its part of the step (add_slot_step).
+  TrainReport train(BankState& bank, GroupStats* slot_stats = nullptr) {
     const FlushSubnormals flush;
     const StepPlanView plan = plan_view();
     TrainReport report;
     double loss_sum = 0.0;
     for (int s = 0; s < plan.segments(); ++s) {
+      const int slot = plan.segment_slot(s);
       const int begin = plan.segment_begin(s), count = plan.segment_end(s) - begin;
       const int used = keep_finite_rows(begin, count);
-      report.rows_nonfinite += count - used;
-      if (used == 0) continue;
-      const int slot = plan.segment_slot(s);
-      if (used < count) forward_rows(bank, slot, begin, used);
-      loss_sum += update(bank, slot, begin, used);
-      ++report.updates;
-      for (int r = 1;
-           r < schedule_.young_repeat && bank.slot_updates(slot) < schedule_.young_updates;
-           ++r, ++report.updates) {
-        forward_rows(bank, slot, begin, used);
-        update(bank, slot, begin, used);
+      float loss = 0.0f;
+      int updates = 0;
+      if (used > 0) {
+        if (used < count) forward_rows(bank, slot, begin, used);
+        loss = update(bank, slot, begin, used);
+        for (updates = 1;
+             updates < schedule_.young_repeat && bank.slot_updates(slot) < schedule_.young_updates;
+             ++updates) {
+          forward_rows(bank, slot, begin, used);
+          update(bank, slot, begin, used);
+        }
+        loss_sum += loss;
+        ++report.slots_updated;
       }
       report.rows_trained += used;
-      ++report.slots_updated;
+      report.rows_nonfinite += count - used;
+      report.updates += updates;
+      if (slot_stats) add_slot_step(slot_stats[slot], count, used, updates, loss);
     }
     report.loss = report.slots_updated ? static_cast<float>(loss_sum / report.slots_updated) : 0.0f;
     return report;
