@@ -701,7 +701,7 @@ TEST_CASE("a final_normed target is delivered before mixing and trains on the un
   REQUIRE(bit_equal(got.data(), want.data(), got.size()));
 }
 
-TEST_CASE("two groups in one batch are each mixed with their own β; a group at β = 0 is untouched",
+TEST_CASE("two groups in one batch are each mixed with their own β, and a group at β = 0 is untouched",
           "[sampler][beta]") {
   const float beta_a = 0.5f, beta_b = 2.0f;
   ExploratorySampler s(kLayers, distiller_config(), exploration_config(1.0f));
@@ -816,7 +816,7 @@ bool same_slot(const BankState& a, int slot_a, const BankState& b, int slot_b) {
 
 TEST_CASE(
     "warm start: a trained group's slot becomes the prior when it closes and new groups start from "
-    "it; the prior never trains",
+    "it, and the prior never trains",
     "[sampler][warm_start]") {
   ExplorationConfig e = exploration_config();
   e.warm_start = true;

@@ -387,7 +387,7 @@ TEST_CASE("the backward writes cpu::backward's gradient of every parameter, per 
 
 TEST_CASE(
     "AdamW and SGD updates land on cpu::adamw_update / sgd_update, lr decayed and young-only "
-    "passes included; idle slots untouched",
+    "passes included, and idle slots untouched",
     "[gpu][optimizer]") {
   ESAMP_REQUIRE_GPU();
   const UpdateRule rule = GENERATE(UpdateRule::adamw, UpdateRule::sgd);

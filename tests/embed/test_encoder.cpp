@@ -121,7 +121,7 @@ TEST_CASE("Loading a truncated or mis-shaped model.safetensors is an error namin
     std::filesystem::remove_all(scratch_folder(name));
 }
 
-TEST_CASE("find_embedder_dir: ESAMP_EMBEDDER_DIR, else the cache; empty without the files") {
+TEST_CASE("find_embedder_dir: ESAMP_EMBEDDER_DIR, else the cache, and empty without the files") {
   {
     ScopedEnv env("ESAMP_EMBEDDER_DIR", "/nonexistent");
     REQUIRE_FALSE(esamp::embed::find_embedder_dir().has_value());
