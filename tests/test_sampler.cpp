@@ -701,8 +701,9 @@ TEST_CASE("a final_normed target is delivered before mixing and trains on the un
   REQUIRE(bit_equal(got.data(), want.data(), got.size()));
 }
 
-TEST_CASE("two groups in one batch are each mixed with their own β, and a group at β = 0 is untouched",
-          "[sampler][beta]") {
+TEST_CASE(
+    "two groups in one batch are each mixed with their own β, and a group at β = 0 is untouched",
+    "[sampler][beta]") {
   const float beta_a = 0.5f, beta_b = 2.0f;
   ExploratorySampler s(kLayers, distiller_config(), exploration_config(1.0f));
   const GroupId a = s.open_group(beta_a), b = s.open_group(beta_b), off = s.open_group(0.0f);
